@@ -1,0 +1,286 @@
+//! Grants: what a principal may publish and subscribe, computed once by the policy and compiled
+//! into patterns so every later message is checked by a match, never by Rego.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Decision, DenyCode};
+use crate::error::{Error, Result};
+use crate::topic::{self, Pattern};
+
+/// Grants as the policy returns them (`data.broker.grants`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Bypasses every topic check (scope `mqtt.admin`, group `admin`/`mqtt.admin`).
+    #[serde(default)]
+    pub superuser: bool,
+    /// MQTT-syntax patterns the principal may publish to.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// MQTT-syntax patterns the principal may subscribe to (and receive from).
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// NATS-only additions (inbox, JetStream API subjects).
+    #[serde(default)]
+    pub nats: NatsGrants,
+}
+
+/// NATS-only grants, in NATS subject syntax.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsGrants {
+    /// Extra subjects to publish.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Extra subjects to subscribe.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Whether the client may answer requests (the user JWT's `resp`).
+    #[serde(default)]
+    pub allow_responses: bool,
+}
+
+/// What a client wants to do with a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// PUBLISH (and the Last Will topic).
+    Publish,
+    /// SUBSCRIBE with a filter.
+    Subscribe,
+    /// Delivery of a message on a topic to the client (mosquitto-go-auth `acc` 1).
+    Read,
+}
+
+impl Action {
+    /// Lower-case name as used in policy input.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::Subscribe => "subscribe",
+            Action::Read => "read",
+        }
+    }
+}
+
+/// NATS permissions derived from grants (the user JWT's `pub`, `sub`, `resp`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NatsPermissions {
+    /// Subjects allowed to publish.
+    pub publish: Vec<String>,
+    /// Subjects allowed to subscribe.
+    pub subscribe: Vec<String>,
+    /// Whether replies to received requests are allowed.
+    pub allow_responses: bool,
+}
+
+/// Grants ready for per-message checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledGrants {
+    superuser: bool,
+    publish: Box<[Pattern]>,
+    subscribe: Box<[Pattern]>,
+    source: Grants,
+}
+
+impl CompiledGrants {
+    /// Compile and validate. An invalid pattern fails the whole set: a policy bug must be visible
+    /// and must deny, not silently widen or narrow access.
+    pub fn compile(source: Grants) -> Result<CompiledGrants> {
+        let compile = |v: &[String]| {
+            v.iter()
+                .map(|s| Pattern::parse(s))
+                .collect::<Result<Box<[_]>>>()
+        };
+        let publish = compile(&source.publish)?;
+        let subscribe = compile(&source.subscribe)?;
+        for s in source.nats.publish.iter().chain(&source.nats.subscribe) {
+            topic::validate_nats_subject(s, true)?;
+        }
+        Ok(CompiledGrants {
+            superuser: source.superuser,
+            publish,
+            subscribe,
+            source,
+        })
+    }
+
+    /// Superuser?
+    pub fn superuser(&self) -> bool {
+        self.superuser
+    }
+
+    /// True when nothing at all is granted.
+    pub fn is_empty(&self) -> bool {
+        !self.superuser
+            && self.publish.is_empty()
+            && self.subscribe.is_empty()
+            && self.source.nats.publish.is_empty()
+            && self.source.nats.subscribe.is_empty()
+    }
+
+    /// The grants as the policy produced them.
+    pub fn source(&self) -> &Grants {
+        &self.source
+    }
+
+    /// The per-message check. Allocation-free: validation scans and pattern walks only.
+    pub fn check(&self, action: Action, topic: &str) -> Decision {
+        match action {
+            Action::Publish | Action::Read => {
+                if topic::validate_topic(topic).is_err() {
+                    return Decision::deny(DenyCode::InvalidTopic, "invalid topic name");
+                }
+            }
+            Action::Subscribe => {}
+        }
+        if self.superuser {
+            return Decision::permit("superuser", ());
+        }
+        let granted = match action {
+            Action::Publish => self.publish.iter().any(|p| p.matches_topic(topic)),
+            Action::Read => self.subscribe.iter().any(|p| p.matches_topic(topic)),
+            Action::Subscribe => {
+                let Ok(inner) = topic::strip_shared(topic) else {
+                    return Decision::deny(DenyCode::InvalidTopic, "invalid shared subscription");
+                };
+                if topic::validate_filter(inner).is_err() {
+                    return Decision::deny(DenyCode::InvalidTopic, "invalid topic filter");
+                }
+                self.subscribe.iter().any(|p| p.covers_filter(inner))
+            }
+        };
+        if granted {
+            Decision::permit("granted", ())
+        } else {
+            Decision::deny(
+                DenyCode::NotGranted,
+                "not covered by the principal's grants",
+            )
+        }
+    }
+
+    /// Bool form of [`CompiledGrants::check`] for callers that only branch.
+    pub fn allows(&self, action: Action, topic: &str) -> bool {
+        self.check(action, topic).is_permit()
+    }
+
+    /// NATS permissions: MQTT patterns translated (`/`→`.`, `+`→`*`, `#`→`>`) plus the NATS-only
+    /// subjects. A superuser gets `>` both ways. Patterns NATS cannot express are left out (deny).
+    pub fn nats_permissions(&self) -> NatsPermissions {
+        if self.superuser {
+            return NatsPermissions {
+                publish: vec![">".into()],
+                subscribe: vec![">".into()],
+                allow_responses: true,
+            };
+        }
+        let translate = |pats: &[Pattern], extra: &[String]| {
+            let mut out: Vec<String> = pats
+                .iter()
+                .filter_map(|p| p.to_nats().ok())
+                .flatten()
+                .collect();
+            out.extend(extra.iter().cloned());
+            out.sort();
+            out.dedup();
+            out
+        };
+        NatsPermissions {
+            publish: translate(&self.publish, &self.source.nats.publish),
+            subscribe: translate(&self.subscribe, &self.source.nats.subscribe),
+            allow_responses: self.source.nats.allow_responses,
+        }
+    }
+}
+
+/// Parse grants from the policy's JSON output.
+pub fn grants_from_json(v: serde_json::Value) -> Result<Grants> {
+    serde_json::from_value(v)
+        .map_err(|e| Error::Policy(format!("grants have the wrong shape: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> CompiledGrants {
+        CompiledGrants::compile(Grants {
+            publish: vec!["devices/d1/#".into()],
+            subscribe: vec!["devices/d1/cmd/#".into()],
+            nats: NatsGrants {
+                subscribe: vec!["_INBOX.>".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn per_message_checks() {
+        let g = device();
+        assert!(g.allows(Action::Publish, "devices/d1/telemetry"));
+        assert!(!g.allows(Action::Publish, "devices/d2/telemetry"));
+        assert!(!g.allows(Action::Publish, "devices/d1/+"));
+        assert!(g.allows(Action::Subscribe, "devices/d1/cmd/#"));
+        assert!(g.allows(Action::Subscribe, "$share/grp/devices/d1/cmd/+"));
+        assert!(!g.allows(Action::Subscribe, "devices/+/cmd/#"));
+        assert!(!g.allows(Action::Subscribe, "$SYS/#"));
+        assert!(g.allows(Action::Read, "devices/d1/cmd/reboot"));
+        assert!(!g.allows(Action::Read, "devices/d1/telemetry"));
+        let d = g.check(Action::Subscribe, "a/#/b");
+        assert_eq!(d.denial().unwrap().code, DenyCode::InvalidTopic);
+        let d = g.check(Action::Publish, "devices/d2/x");
+        assert_eq!(d.denial().unwrap().code, DenyCode::NotGranted);
+    }
+
+    #[test]
+    fn superuser_bypasses_but_still_needs_valid_topics() {
+        let g = CompiledGrants::compile(Grants {
+            superuser: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(g.allows(Action::Subscribe, "$SYS/#"));
+        assert!(g.allows(Action::Publish, "anything/at/all"));
+        assert!(!g.allows(Action::Publish, "bad/#"));
+        assert_eq!(g.nats_permissions().publish, vec![">"]);
+    }
+
+    #[test]
+    fn invalid_patterns_fail_the_whole_set() {
+        let bad = Grants {
+            publish: vec!["ok/#".into(), "bad/#/x".into()],
+            ..Default::default()
+        };
+        assert!(CompiledGrants::compile(bad).is_err());
+        let bad = Grants {
+            nats: NatsGrants {
+                publish: vec!["a.>.b".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(CompiledGrants::compile(bad).is_err());
+        assert!(grants_from_json(serde_json::json!({"publish": "x"})).is_err());
+        assert!(
+            grants_from_json(serde_json::json!({"publsh": []})).is_err(),
+            "typos are errors"
+        );
+    }
+
+    #[test]
+    fn nats_permissions_translate() {
+        let p = device().nats_permissions();
+        assert_eq!(p.publish, vec!["devices.d1", "devices.d1.>"]);
+        assert_eq!(
+            p.subscribe,
+            vec!["_INBOX.>", "devices.d1.cmd", "devices.d1.cmd.>"]
+        );
+        assert!(
+            CompiledGrants::compile(Grants::default())
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

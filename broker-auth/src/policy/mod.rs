@@ -1,0 +1,329 @@
+//! Rego policies: load a directory into an immutable compiled [`PolicySet`], evaluate the two
+//! decision shapes (grants per principal; `allow` per request), run `*_test.rego` tests, explain a
+//! decision, and swap whole sets atomically on reload ([`SharedPolicy`]).
+//!
+//! regorus's `add_policy` only parses; unsafe variables and unknown builtins surface at compile or
+//! first evaluation. So a set is only built after both entry points compiled to the RVM and
+//! evaluated once on a sample input: an invalid policy never becomes the serving one.
+
+mod explain;
+mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::RegoVM;
+use regorus::rvm::program::Program;
+use serde::Serialize;
+use serde_json::{Value as Json, json};
+
+use crate::error::{Error, Result};
+use crate::grants::{Action, CompiledGrants, grants_from_json};
+use crate::principal::Principal;
+
+pub use explain::{Explanation, FiredRule};
+pub use testing::{TestOutcome, TestReport};
+
+/// Entry point of the grants decision.
+pub const GRANTS_ENTRYPOINT: &str = "data.broker.grants";
+/// Entry point of the per-request decision (the celine shape).
+pub const ALLOW_ENTRYPOINT: &str = "data.broker.mqtt.acl.allow";
+
+/// One Rego file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySource {
+    /// Path as shown in error messages.
+    pub path: String,
+    /// Rego text.
+    pub text: String,
+}
+
+impl PolicySource {
+    /// Is this a `*_test.rego` file?
+    pub fn is_test(&self) -> bool {
+        self.path.ends_with("_test.rego")
+    }
+}
+
+/// Input of the `allow` decision: `{principal, clientid, topic, acc, action}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct AclInput<'a> {
+    /// Who asks.
+    pub principal: &'a Principal,
+    /// MQTT client id.
+    pub clientid: &'a str,
+    /// Topic (publish/read) or filter (subscribe).
+    pub topic: &'a str,
+    /// mosquitto-go-auth access bits: 1 read, 2 publish, 4 subscribe.
+    pub acc: u8,
+    /// `read`, `publish` or `subscribe`.
+    pub action: &'a str,
+}
+
+impl<'a> AclInput<'a> {
+    /// Input for one action.
+    pub fn new(
+        principal: &'a Principal,
+        clientid: &'a str,
+        action: Action,
+        topic: &'a str,
+    ) -> Self {
+        let acc = match action {
+            Action::Read => 1,
+            Action::Publish => 2,
+            Action::Subscribe => 4,
+        };
+        AclInput {
+            principal,
+            clientid,
+            topic,
+            acc,
+            action: action.as_str(),
+        }
+    }
+}
+
+/// Which evaluator to use (benchmarks compare them; serving uses the RVM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evaluator {
+    /// The tree-walking interpreter.
+    Interpreter,
+    /// The compiled register VM.
+    Rvm,
+}
+
+/// A compiled, validated, immutable set of policies.
+pub struct PolicySet {
+    engine: regorus::Engine,
+    grants_program: Arc<Program>,
+    allow_program: Arc<Program>,
+    sources: Vec<PolicySource>,
+    packages: Vec<String>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field(
+                "files",
+                &self.sources.iter().map(|s| &s.path).collect::<Vec<_>>(),
+            )
+            .field("packages", &self.packages)
+            .finish_non_exhaustive()
+    }
+}
+
+fn policy_err(e: impl std::fmt::Display) -> Error {
+    Error::Policy(e.to_string())
+}
+
+fn to_rego(v: &impl Serialize) -> Result<regorus::Value> {
+    let s = serde_json::to_string(v).map_err(policy_err)?;
+    regorus::Value::from_json_str(&s).map_err(policy_err)
+}
+
+fn to_json(v: &regorus::Value) -> Result<Json> {
+    serde_json::to_value(v).map_err(policy_err)
+}
+
+/// Read every `*.rego` file of `dir` (not recursive; sorted, so errors are reproducible).
+pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::Policy(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rego") && p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| Error::Policy(format!("{}: {e}", p.display())))?;
+            Ok(PolicySource {
+                path: p.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+fn sample_principal() -> Principal {
+    Principal {
+        id: "dev-SAMPLE".into(),
+        kind: crate::identity::IdentityType::Device,
+        tenant: Some("sample".into()),
+        roles: vec![],
+        scopes: vec![],
+        groups: vec![],
+        devices: vec![],
+        client_id: None,
+        protocol: crate::principal::Protocol::Mqtt,
+    }
+}
+
+impl PolicySet {
+    /// Load and validate a directory.
+    pub fn load_dir(dir: &Path) -> Result<PolicySet> {
+        Self::from_sources(read_dir(dir)?)
+    }
+
+    /// Build from sources (test files are kept for [`PolicySet::run_tests`] but not served).
+    pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet> {
+        if !sources.iter().any(|s| !s.is_test()) {
+            return Err(Error::Policy("no policy files (*.rego) found".into()));
+        }
+        let mut engine = regorus::Engine::new();
+        // Undefined builtins and type errors become errors, not silently undefined results.
+        engine.set_strict_builtin_errors(true);
+        for s in sources.iter().filter(|s| !s.is_test()) {
+            engine
+                .add_policy(s.path.clone(), s.text.clone())
+                .map_err(policy_err)?;
+        }
+        let mut packages = engine.get_packages().map_err(policy_err)?;
+        packages.sort();
+        let compile = |engine: &mut regorus::Engine, entry: &str| -> Result<Arc<Program>> {
+            let compiled = engine
+                .compile_with_entrypoint(&entry.into())
+                .map_err(|e| Error::Policy(format!("{entry}: {e}")))?;
+            Compiler::compile_from_policy(&compiled, &[entry])
+                .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+        };
+        let grants_program = compile(&mut engine, GRANTS_ENTRYPOINT)?;
+        let allow_program = compile(&mut engine, ALLOW_ENTRYPOINT)?;
+        let set = PolicySet {
+            engine,
+            grants_program,
+            allow_program,
+            sources,
+            packages,
+        };
+        // Evaluate once on each evaluator: errors that only show at run time surface now.
+        let p = sample_principal();
+        for ev in [Evaluator::Rvm, Evaluator::Interpreter] {
+            set.grants_with(&p, ev)?;
+            set.eval_allow(
+                &AclInput::new(&p, "sample", Action::Publish, "sample/topic"),
+                ev,
+            )?;
+        }
+        Ok(set)
+    }
+
+    /// Rego packages in the set.
+    pub fn packages(&self) -> &[String] {
+        &self.packages
+    }
+
+    /// The files the set was built from.
+    pub fn sources(&self) -> &[PolicySource] {
+        &self.sources
+    }
+
+    /// Number of non-test policy files.
+    pub fn policy_count(&self) -> usize {
+        self.sources.iter().filter(|s| !s.is_test()).count()
+    }
+
+    fn run(
+        &self,
+        program: &Arc<Program>,
+        entry: &str,
+        input: regorus::Value,
+        ev: Evaluator,
+    ) -> Result<regorus::Value> {
+        match ev {
+            Evaluator::Rvm => {
+                let mut vm = RegoVM::new();
+                vm.load_program(program.clone());
+                vm.set_input(input);
+                vm.execute()
+                    .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+            }
+            Evaluator::Interpreter => {
+                let mut engine = self.engine.clone();
+                engine.set_input(input);
+                engine
+                    .eval_rule(entry.to_owned())
+                    .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+            }
+        }
+    }
+
+    /// The principal's grants, compiled for per-message checks (RVM).
+    pub fn grants(&self, principal: &Principal) -> Result<CompiledGrants> {
+        self.grants_with(principal, Evaluator::Rvm)
+    }
+
+    /// The principal's grants on a chosen evaluator.
+    pub fn grants_with(&self, principal: &Principal, ev: Evaluator) -> Result<CompiledGrants> {
+        let input = to_rego(&json!({ "principal": principal }))?;
+        let out = self.run(&self.grants_program, GRANTS_ENTRYPOINT, input, ev)?;
+        if out == regorus::Value::Undefined {
+            // No grants rule fired: nothing is granted.
+            return CompiledGrants::compile(Default::default());
+        }
+        CompiledGrants::compile(grants_from_json(to_json(&out)?)?)
+    }
+
+    /// The `allow` decision for one request. Errors and non-boolean results are errors (callers deny).
+    pub fn eval_allow(&self, input: &AclInput<'_>, ev: Evaluator) -> Result<bool> {
+        let out = self.run(&self.allow_program, ALLOW_ENTRYPOINT, to_rego(input)?, ev)?;
+        match out {
+            regorus::Value::Bool(b) => Ok(b),
+            regorus::Value::Undefined => Ok(false),
+            other => Err(Error::Policy(format!(
+                "{ALLOW_ENTRYPOINT} must be a boolean, got {other}"
+            ))),
+        }
+    }
+
+    /// The `allow` decision as a [`crate::Decision`].
+    pub fn allow(&self, input: &AclInput<'_>) -> crate::Decision {
+        use crate::decision::{Decision, DenyCode};
+        match self.eval_allow(input, Evaluator::Rvm) {
+            Ok(true) => Decision::permit("policy_allow", ()),
+            Ok(false) => Decision::deny(DenyCode::NotGranted, "policy did not allow"),
+            Err(_) => Decision::deny(DenyCode::PolicyError, "policy evaluation failed"),
+        }
+    }
+
+    /// Evaluate any rule on the interpreter with a JSON input (for `policy eval`).
+    pub fn eval_json(&self, entry: &str, input: &Json) -> Result<Json> {
+        let mut engine = self.engine.clone();
+        engine.set_input(to_rego(input)?);
+        to_json(&engine.eval_rule(entry.to_owned()).map_err(policy_err)?)
+    }
+}
+
+/// The policy set an enforcement point serves from; reloads swap the whole set at once, so no
+/// decision ever sees a half-loaded policy, and a failed reload leaves the old set serving.
+#[derive(Debug)]
+pub struct SharedPolicy {
+    current: ArcSwap<PolicySet>,
+}
+
+impl SharedPolicy {
+    /// Start serving `set`.
+    pub fn new(set: PolicySet) -> Self {
+        SharedPolicy {
+            current: ArcSwap::from_pointee(set),
+        }
+    }
+    /// The set in force now (cheap; hold it for one decision).
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+    /// Build a new set from `sources`; swap it in only if it is valid.
+    pub fn reload(&self, sources: Vec<PolicySource>) -> Result<()> {
+        let set = PolicySet::from_sources(sources)?;
+        self.current.store(Arc::new(set));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+# The per-request decision (the celine `mqtt_auth` shape), written in terms of the grants so the
+# two shapes can never disagree (a test in broker-auth proves it over generated principals).
+#
+# Input: {"principal": {...}, "clientid": "...", "topic": "...", "acc": 1|2|4,
+#         "action": "read" | "publish" | "subscribe"}
+package broker.mqtt.acl
+
+import data.broker
+import rego.v1
+
+default allow := false
+
+g := broker.grants_for(input.principal)
+
+allow if {
+	g.superuser
+	well_formed(input.action, input.topic)
+}
+
+allow if {
+	input.action == "publish"
+	valid_topic(input.topic)
+	some pattern in g.publish
+	covers(pattern, input.topic)
+}
+
+allow if {
+	input.action == "read"
+	valid_topic(input.topic)
+	some pattern in g.subscribe
+	covers(pattern, input.topic)
+}
+
+allow if {
+	input.action == "subscribe"
+	f := inner_filter(input.topic)
+	valid_filter(f)
+	some pattern in g.subscribe
+	covers(pattern, f)
+}
+
+well_formed("publish", t) if valid_topic(t)
+
+well_formed("read", t) if valid_topic(t)
+
+well_formed("subscribe", t) if valid_filter(inner_filter(t))
+
+# --- MQTT topic rules ----------------------------------------------------------------------------
+
+valid_topic(t) if {
+	is_string(t)
+	t != ""
+	count(t) <= 65535
+	not contains(t, "+")
+	not contains(t, "#")
+	not contains(t, "\u0000")
+}
+
+valid_filter(f) if {
+	is_string(f)
+	f != ""
+	count(f) <= 65535
+	not contains(f, "\u0000")
+	levels := split(f, "/")
+	n := count(levels)
+	every i, l in levels {
+		valid_level(l, i, n)
+	}
+}
+
+valid_level(l, _, _) if {
+	not contains(l, "+")
+	not contains(l, "#")
+}
+
+valid_level("+", _, _)
+
+valid_level("#", i, n) if i == n - 1
+
+# `$share/<group>/<filter>` is checked by its inner filter.
+inner_filter(t) := inner if {
+	startswith(t, "$share/")
+	parts := split(t, "/")
+	count(parts) >= 3
+	group := parts[1]
+	group != ""
+	not contains(group, "+")
+	not contains(group, "#")
+	inner := concat("/", array.slice(parts, 2, count(parts)))
+	inner != ""
+}
+
+inner_filter(t) := t if not startswith(t, "$share/")
+
+# covers(pattern, filter): every topic the filter can match is matched by the pattern.
+# A wildcard in the first level never matches a `$`-topic.
+covers(pattern, filter) if {
+	gl := split(pattern, "/")
+	fl := split(filter, "/")
+	not dollar_blocked(gl, fl)
+	levels_cover(gl, fl)
+}
+
+dollar_blocked(gl, fl) if {
+	startswith(fl[0], "$")
+	gl[0] in {"+", "#"}
+}
+
+# A pattern ending in `#` also matches its parent level (`a/#` matches `a`).
+levels_cover(gl, fl) if {
+	n := count(gl)
+	gl[n - 1] == "#"
+	count(fl) >= n - 1
+	every i, _ in gl {
+		prefix_level_ok(gl, fl, i)
+	}
+}
+
+levels_cover(gl, fl) if {
+	n := count(gl)
+	gl[n - 1] != "#"
+	count(fl) == n
+	every i, l in gl {
+		level_covers(l, fl[i], i, gl)
+	}
+}
+
+prefix_level_ok(gl, _, i) if i == count(gl) - 1
+
+prefix_level_ok(gl, fl, i) if {
+	i < count(gl) - 1
+	level_covers(gl[i], fl[i], i, gl)
+}
+
+level_covers(l, f, _, _) if {
+	l == f
+	f != "#"
+}
+
+level_covers("+", f, _, _) if f != "#"
+
+# A topic has at least one level, so at the top `+/#` matches exactly what `#` does.
+level_covers("+", "#", 0, gl) if {
+	count(gl) == 2
+	gl[1] == "#"
+}

@@ -25,79 +25,49 @@ grants_for(p) := {
 	},
 }
 
+# Style note: every helper is a comprehension or a plain expression; no function has a `default`
+# or an `else`. regorus 0.14's compiled RVM evaluates those differently from the interpreter (it
+# returns undefined), and the loader refuses to serve the RVM when the two disagree.
+
 # --- superusers: bypass every topic check, as in the celine contract ---------------------------
 
 superuser_scopes := {"mqtt.admin"}
 
 superuser_groups := {"admin", "mqtt.admin"}
 
-is_superuser(p) if {
-	some s in object.get(p, "scopes", [])
-	s in superuser_scopes
-}
+superuser_marks(p) := {s | some s in object.get(p, "scopes", []); s in superuser_scopes} | {g | some g in object.get(p, "groups", []); g in superuser_groups}
 
-is_superuser(p) if {
-	some g in object.get(p, "groups", [])
-	g in superuser_groups
-}
+is_superuser(p) := count(superuser_marks(p)) > 0
 
-default is_superuser(_) := false
+has_role(p, r) if r in object.get(p, "roles", [])
 
-# --- publish -------------------------------------------------------------------------------------
+# --- devices and gateways ------------------------------------------------------------------------
 
-publish_patterns(p) := (((device_publish(p) | gateway_publish(p)) | tenant_publish(p)) | rxc_publish(p))
+# A gateway acts for itself and for the devices its identity metadata lists.
+acts_for(p) := {p.id | p.type == "device"} | {d | p.type == "gateway"; some d in array.concat([p.id], object.get(p, "devices", []))}
 
-device_publish(p) := {sprintf("devices/%s/#", [p.id])} if p.type == "device"
+device_publish(p) := {sprintf("devices/%s/#", [d]) | some d in acts_for(p)}
 
-else := set()
-
-gateway_publish(p) := {sprintf("devices/%s/#", [d]) | some d in array.concat([p.id], object.get(p, "devices", []))} if {
-	p.type == "gateway"
-}
-
-else := set()
-
-# --- subscribe -----------------------------------------------------------------------------------
-
-subscribe_patterns(p) := (((device_subscribe(p) | gateway_subscribe(p)) | tenant_subscribe(p)) | rxc_subscribe(p))
-
-device_subscribe(p) := {sprintf("devices/%s/cmd/#", [p.id])} if p.type == "device"
-
-else := set()
-
-gateway_subscribe(p) := {sprintf("devices/%s/cmd/#", [d]) | some d in array.concat([p.id], object.get(p, "devices", []))} if {
-	p.type == "gateway"
-}
-
-else := set()
+device_subscribe(p) := {sprintf("devices/%s/cmd/#", [d]) | some d in acts_for(p)}
 
 # --- people and services: what their roles grant inside their tenant -----------------------------
-# role "reader": subscribe tenants/<tenant>/#; role "writer": publish tenants/<tenant>/#.
+# role "reader": subscribe tenants/<tenant>/#; role "writer": publish and subscribe there.
 
-tenant_roles := {"user", "developer", "integration", "internal", "admin", "root"}
+tenant_types := {"user", "developer", "integration", "internal", "admin", "root"}
 
 tenant_of(p) := t if {
-	p.type in tenant_roles
+	p.type in tenant_types
 	t := object.get(p, "tenant", "")
 	t != ""
 }
 
-tenant_publish(p) := {sprintf("tenants/%s/#", [tenant_of(p)])} if "writer" in object.get(p, "roles", [])
+tenant_publish(p) := {sprintf("tenants/%s/#", [t]) | has_role(p, "writer"); t := tenant_of(p)}
 
-else := set()
-
-tenant_subscribe(p) := {sprintf("tenants/%s/#", [tenant_of(p)])} if {
-	some r in object.get(p, "roles", [])
-	r in {"reader", "writer"}
-}
-
-else := set()
+tenant_subscribe(p) := {sprintf("tenants/%s/#", [t]) | some r in ["reader", "writer"]; has_role(p, r); t := tenant_of(p)}
 
 # --- the RavenXcope scheme: rxc.<tenant>.<sensor>.cmd|status -------------------------------------
-# role "sensor" (a provisioned sensor; its id is the sensor id, its tenant the tenant),
+# role "sensor" (a provisioned sensor: its id is the sensor id, its tenant the tenant),
 # role "backend" (commands out, status in, every tenant), role "control-admin" (JetStream admin).
-
-has_role(p, r) if r in object.get(p, "roles", [])
 
 sensor_tenant(p) := t if {
 	has_role(p, "sensor")
@@ -105,51 +75,37 @@ sensor_tenant(p) := t if {
 	t != ""
 }
 
-consumer_name(p) := sprintf("cmd-%s-%s", [sensor_tenant(p), p.id])
+rxc_publish(p) := {sprintf("rxc/%s/%s/status", [t, p.id]) | t := sensor_tenant(p)} | {"rxc/+/+/cmd" | has_role(p, "backend")}
 
-rxc_publish(p) := {sprintf("rxc/%s/%s/status", [sensor_tenant(p), p.id])} if sensor_tenant(p)
+rxc_subscribe(p) := {"rxc/+/+/status" | has_role(p, "backend")}
 
-else := {"rxc/+/+/cmd"} if has_role(p, "backend")
+# --- all MQTT-syntax patterns --------------------------------------------------------------------
 
-else := set()
+publish_patterns(p) := ((device_publish(p) | tenant_publish(p)) | rxc_publish(p))
 
-rxc_subscribe(p) := {"rxc/+/+/status"} if has_role(p, "backend")
-
-else := set()
+subscribe_patterns(p) := ((device_subscribe(p) | tenant_subscribe(p)) | rxc_subscribe(p))
 
 # --- NATS-only subjects --------------------------------------------------------------------------
 
 # A sensor may drive its own durable pull consumer and nothing else of JetStream.
-sensor_js_api(p) := {
-	sprintf("$JS.API.CONSUMER.MSG.NEXT.%s.%s", [command_stream, consumer_name(p)]),
-	sprintf("$JS.API.CONSUMER.INFO.%s.%s", [command_stream, consumer_name(p)]),
-	sprintf("$JS.ACK.%s.%s.>", [command_stream, consumer_name(p)]),
-} if sensor_tenant(p)
+sensor_js_api(p) := {s |
+	t := sensor_tenant(p)
+	c := sprintf("cmd-%s-%s", [t, p.id])
+	some s in [
+		sprintf("$JS.API.CONSUMER.MSG.NEXT.%s.%s", [command_stream, c]),
+		sprintf("$JS.API.CONSUMER.INFO.%s.%s", [command_stream, c]),
+		sprintf("$JS.ACK.%s.%s.>", [command_stream, c]),
+	]
+}
 
-else := set()
+nats_publish(p) := sensor_js_api(p) | {"$JS.API.>" | has_role(p, "control-admin")}
 
-control_admin_api(p) := {"$JS.API.>"} if has_role(p, "control-admin")
+# Request/reply needs the client's own inbox: everyone who is granted anything gets it.
+inbox_roles := {"sensor", "backend", "control-admin"}
 
-else := set()
+needs_inbox(p) := count(acts_for(p)) + count({r | some r in object.get(p, "roles", []); r in inbox_roles}) + count({t | t := tenant_of(p)}) > 0
 
-nats_publish(p) := sensor_js_api(p) | control_admin_api(p)
-
-# Request/reply needs the client's own inbox.
-needs_inbox(p) if p.type in {"device", "gateway"}
-
-needs_inbox(p) if has_role(p, "sensor")
-
-needs_inbox(p) if has_role(p, "backend")
-
-needs_inbox(p) if has_role(p, "control-admin")
-
-needs_inbox(p) if tenant_of(p)
-
-nats_subscribe(p) := {"_INBOX.>"} if needs_inbox(p)
-
-else := set()
+nats_subscribe(p) := {"_INBOX.>" | needs_inbox(p)}
 
 # Devices and gateways may answer requests sent to their command subjects.
-allow_responses(p) if p.type in {"device", "gateway"}
-
-default allow_responses(_) := false
+allow_responses(p) := p.type in {"device", "gateway"}

@@ -73,7 +73,7 @@ valid_level(l, _, _) if {
 	not contains(l, "#")
 }
 
-valid_level("+", _, _)
+valid_level("+", _, _) := true
 
 valid_level("#", i, n) if i == n - 1
 
@@ -121,7 +121,7 @@ levels_cover(gl, fl) if {
 	gl[n - 1] != "#"
 	count(fl) == n
 	every i, l in gl {
-		level_covers(l, fl[i], i, gl)
+		level_covers(l, fl[i])
 	}
 }
 
@@ -129,18 +129,25 @@ prefix_level_ok(gl, _, i) if i == count(gl) - 1
 
 prefix_level_ok(gl, fl, i) if {
 	i < count(gl) - 1
-	level_covers(gl[i], fl[i], i, gl)
+	level_covers(gl[i], fl[i])
 }
 
-level_covers(l, f, _, _) if {
+# `x/#` also matches the parent `x`, which `x/+/#` does not; but when that parent is not a valid
+# topic (nothing at the top, or the empty topic before a leading `/`) the two match the same.
+prefix_level_ok(gl, fl, i) if {
+	gl[i] == "+"
+	fl[i] == "#"
+	count(gl) == i + 2
+	parent_invalid(fl, i)
+}
+
+parent_invalid(_, 0) := true
+
+parent_invalid(fl, 1) if fl[0] == ""
+
+level_covers(l, f) if {
 	l == f
 	f != "#"
 }
 
-level_covers("+", f, _, _) if f != "#"
-
-# A topic has at least one level, so at the top `+/#` matches exactly what `#` does.
-level_covers("+", "#", 0, gl) if {
-	count(gl) == 2
-	gl[1] == "#"
-}
+level_covers("+", f) if f != "#"

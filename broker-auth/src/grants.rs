@@ -125,29 +125,24 @@ impl CompiledGrants {
 
     /// The per-message check. Allocation-free: validation scans and pattern walks only.
     pub fn check(&self, action: Action, topic: &str) -> Decision {
-        match action {
-            Action::Publish | Action::Read => {
-                if topic::validate_topic(topic).is_err() {
-                    return Decision::deny(DenyCode::InvalidTopic, "invalid topic name");
-                }
-            }
-            Action::Subscribe => {}
-        }
+        // Well-formedness first: not even a superuser publishes to `a/#` or subscribes to `a/#/b`.
+        let target = match action {
+            Action::Publish | Action::Read => match topic::validate_topic(topic) {
+                Ok(()) => topic,
+                Err(_) => return Decision::deny(DenyCode::InvalidTopic, "invalid topic name"),
+            },
+            Action::Subscribe => match topic::strip_shared(topic) {
+                Ok(inner) if topic::validate_filter(inner).is_ok() => inner,
+                _ => return Decision::deny(DenyCode::InvalidTopic, "invalid topic filter"),
+            },
+        };
         if self.superuser {
             return Decision::permit("superuser", ());
         }
         let granted = match action {
-            Action::Publish => self.publish.iter().any(|p| p.matches_topic(topic)),
-            Action::Read => self.subscribe.iter().any(|p| p.matches_topic(topic)),
-            Action::Subscribe => {
-                let Ok(inner) = topic::strip_shared(topic) else {
-                    return Decision::deny(DenyCode::InvalidTopic, "invalid shared subscription");
-                };
-                if topic::validate_filter(inner).is_err() {
-                    return Decision::deny(DenyCode::InvalidTopic, "invalid topic filter");
-                }
-                self.subscribe.iter().any(|p| p.covers_filter(inner))
-            }
+            Action::Publish => self.publish.iter().any(|p| p.matches_topic(target)),
+            Action::Read => self.subscribe.iter().any(|p| p.matches_topic(target)),
+            Action::Subscribe => self.subscribe.iter().any(|p| p.covers_filter(target)),
         };
         if granted {
             Decision::permit("granted", ())
@@ -244,6 +239,8 @@ mod tests {
         assert!(g.allows(Action::Subscribe, "$SYS/#"));
         assert!(g.allows(Action::Publish, "anything/at/all"));
         assert!(!g.allows(Action::Publish, "bad/#"));
+        assert!(!g.allows(Action::Subscribe, "a/#/b"));
+        assert!(!g.allows(Action::Subscribe, "$share/g"));
         assert_eq!(g.nats_permissions().publish, vec![">"]);
     }
 

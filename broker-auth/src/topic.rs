@@ -133,9 +133,12 @@ impl Pattern {
             }
             let Some(fl) = f.next() else { return false };
             match g {
-                // A topic has at least one level, so at the top `+/#` matches exactly what `#` does.
+                // `x/#` also matches the parent `x`, which `x/+/#` does not; but when that parent
+                // is not a valid topic (nothing at the top, or the empty topic before a leading
+                // `/`) the two match the same topics.
                 Level::Plus if fl == "#" => {
-                    return i == 0 && self.levels.get(1) == Some(&Level::Hash);
+                    let parent_invalid = i == 0 || (i == 1 && filter.starts_with('/'));
+                    return parent_invalid && self.levels.get(i + 1) == Some(&Level::Hash);
                 }
                 _ if fl == "#" => return false,
                 Level::Plus => {}

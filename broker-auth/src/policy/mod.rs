@@ -101,6 +101,8 @@ pub struct PolicySet {
     allow_program: Arc<Program>,
     sources: Vec<PolicySource>,
     packages: Vec<String>,
+    evaluator: Evaluator,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -111,12 +113,24 @@ impl std::fmt::Debug for PolicySet {
                 &self.sources.iter().map(|s| &s.path).collect::<Vec<_>>(),
             )
             .field("packages", &self.packages)
+            .field("evaluator", &self.evaluator)
             .finish_non_exhaustive()
     }
 }
 
 fn policy_err(e: impl std::fmt::Display) -> Error {
-    Error::Policy(e.to_string())
+    Error::Policy(rego_message(&e.to_string()))
+}
+
+/// regorus reports `\n--> file:line:col\n | snippet\nerror: text`; put `file:line:col: text` first
+/// so the location is the first thing a person (or grep) sees, and keep the snippet below it.
+pub fn rego_message(raw: &str) -> String {
+    let loc = raw.lines().find_map(|l| l.trim().strip_prefix("--> "));
+    let msg = raw.lines().find_map(|l| l.trim().strip_prefix("error: "));
+    match (loc, msg) {
+        (Some(loc), Some(msg)) => format!("{loc}: {msg}\n{}", raw.trim_matches('\n')),
+        _ => raw.trim().to_owned(),
+    }
 }
 
 fn to_rego(v: &impl Serialize) -> Result<regorus::Value> {
@@ -148,6 +162,38 @@ pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>> {
             })
         })
         .collect()
+}
+
+/// Principals of every type, with and without each shipped role and a tenant, and superusers:
+/// the sample on which the RVM must agree with the interpreter before it is trusted.
+fn cross_check_principals() -> Vec<Principal> {
+    let mut out = Vec::new();
+    for kind in crate::identity::ALL_TYPES {
+        for role in ["", "reader", "writer", "sensor", "backend", "control-admin"] {
+            for tenant in [None, Some("t1")] {
+                let mut p = sample_principal();
+                p.kind = kind;
+                p.id = format!("{}X1", kind.id_prefix());
+                p.tenant = tenant.map(str::to_owned);
+                p.roles = if role.is_empty() {
+                    vec![]
+                } else {
+                    vec![role.to_owned()]
+                };
+                if kind == crate::identity::IdentityType::Gateway {
+                    p.devices = vec!["dev-X2".into()];
+                }
+                out.push(p);
+            }
+        }
+    }
+    let mut su = sample_principal();
+    su.scopes = vec!["mqtt.admin".into()];
+    out.push(su.clone());
+    su.scopes = vec![];
+    su.groups = vec!["admin".into()];
+    out.push(su);
+    out
 }
 
 fn sample_principal() -> Principal {
@@ -194,23 +240,64 @@ impl PolicySet {
         };
         let grants_program = compile(&mut engine, GRANTS_ENTRYPOINT)?;
         let allow_program = compile(&mut engine, ALLOW_ENTRYPOINT)?;
-        let set = PolicySet {
+        let mut set = PolicySet {
             engine,
             grants_program,
             allow_program,
             sources,
             packages,
+            evaluator: Evaluator::Interpreter,
+            warnings: vec![],
         };
-        // Evaluate once on each evaluator: errors that only show at run time surface now.
-        let p = sample_principal();
-        for ev in [Evaluator::Rvm, Evaluator::Interpreter] {
-            set.grants_with(&p, ev)?;
-            set.eval_allow(
-                &AclInput::new(&p, "sample", Action::Publish, "sample/topic"),
-                ev,
-            )?;
+        // Evaluate on both evaluators: errors that only show at run time surface now, and the
+        // RVM serves only where it agrees with the interpreter (regorus 0.14's RVM has known
+        // divergences, e.g. a function's `else` after an empty `some` iteration).
+        match set.first_disagreement()? {
+            None => set.evaluator = Evaluator::Rvm,
+            Some(what) => set.warnings.push(format!(
+                "the compiled RVM disagrees with the interpreter ({what}); serving from the interpreter"
+            )),
         }
         Ok(set)
+    }
+
+    fn first_disagreement(&self) -> Result<Option<String>> {
+        for p in cross_check_principals() {
+            let rvm = self.grants_with(&p, Evaluator::Rvm)?;
+            let interp = self.grants_with(&p, Evaluator::Interpreter)?;
+            if rvm != interp {
+                return Ok(Some(format!(
+                    "grants of a {} with roles {:?}",
+                    p.kind, p.roles
+                )));
+            }
+            let topics = interp
+                .source()
+                .publish
+                .iter()
+                .chain(&interp.source().subscribe);
+            for topic in topics.map(String::as_str).chain(["sample/topic", "$SYS/x"]) {
+                for action in [Action::Publish, Action::Subscribe, Action::Read] {
+                    let input = AclInput::new(&p, "sample", action, topic);
+                    if self.eval_allow(&input, Evaluator::Rvm)?
+                        != self.eval_allow(&input, Evaluator::Interpreter)?
+                    {
+                        return Ok(Some(format!("allow for {action:?} {topic:?}")));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The evaluator decisions are served from (the RVM unless it failed the load-time cross-check).
+    pub fn evaluator(&self) -> Evaluator {
+        self.evaluator
+    }
+
+    /// Things a person should know about this set (shown by `policy check` and logged on load).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Rego packages in the set.
@@ -253,9 +340,9 @@ impl PolicySet {
         }
     }
 
-    /// The principal's grants, compiled for per-message checks (RVM).
+    /// The principal's grants, compiled for per-message checks.
     pub fn grants(&self, principal: &Principal) -> Result<CompiledGrants> {
-        self.grants_with(principal, Evaluator::Rvm)
+        self.grants_with(principal, self.evaluator)
     }
 
     /// The principal's grants on a chosen evaluator.
@@ -284,7 +371,7 @@ impl PolicySet {
     /// The `allow` decision as a [`crate::Decision`].
     pub fn allow(&self, input: &AclInput<'_>) -> crate::Decision {
         use crate::decision::{Decision, DenyCode};
-        match self.eval_allow(input, Evaluator::Rvm) {
+        match self.eval_allow(input, self.evaluator) {
             Ok(true) => Decision::permit("policy_allow", ()),
             Ok(false) => Decision::deny(DenyCode::NotGranted, "policy did not allow"),
             Err(_) => Decision::deny(DenyCode::PolicyError, "policy evaluation failed"),

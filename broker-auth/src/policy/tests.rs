@@ -79,3 +79,30 @@ fn test_runner_reports_pass_and_fail() {
     assert_eq!((r.passed(), r.failed()), (1, 1));
     assert_eq!(r.outcomes[1].location, "b_test.rego:5");
 }
+
+#[test]
+fn an_rvm_divergence_falls_back_to_the_interpreter() {
+    // regorus 0.14's RVM returns undefined here (an `else` after an empty `some` iteration),
+    // while the interpreter returns the empty set. The set must notice and not serve the RVM.
+    let divergent = r#"package broker
+import rego.v1
+subs(p) := {"x/#"} if {
+	some r in p.roles
+	r == "reader"
+}
+else := set()
+grants := {"publish": ["a/#"], "subscribe": sort([s | some s in subs(input.principal)])}
+"#;
+    let set = PolicySet::from_sources(vec![src("b.rego", divergent), src("a.rego", MINIMAL_ACL)])
+        .unwrap();
+    let p = sample_principal();
+    let interp = set.grants_with(&p, Evaluator::Interpreter).unwrap();
+    if set.grants_with(&p, Evaluator::Rvm).ok().as_ref() != Some(&interp) {
+        assert_eq!(set.evaluator(), Evaluator::Interpreter);
+        assert!(!set.warnings().is_empty());
+    }
+    assert_eq!(set.grants(&p).unwrap(), interp);
+    let ok =
+        PolicySet::from_sources(vec![src("b.rego", MINIMAL), src("a.rego", MINIMAL_ACL)]).unwrap();
+    assert_eq!(ok.evaluator(), Evaluator::Rvm);
+}

@@ -272,10 +272,10 @@ impl PublicKey {
 }
 
 fn decode_es256_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature> {
-    if bytes.len() == 64 {
-        if let Ok(sig) = p256::ecdsa::Signature::from_slice(bytes) {
-            return Ok(sig);
-        }
+    if bytes.len() == 64
+        && let Ok(sig) = p256::ecdsa::Signature::from_slice(bytes)
+    {
+        return Ok(sig);
     }
     p256::ecdsa::Signature::from_der(bytes)
         .map_err(|_| Error::malformed("signature", "ES256 signatures are 64-byte r||s or DER"))

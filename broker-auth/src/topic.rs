@@ -46,33 +46,56 @@ fn check_common(s: &str, what: &str) -> Result<()> {
 
 /// Check a topic name for PUBLISH: non-empty, no wildcards, no NUL.
 pub fn validate_topic(topic: &str) -> Result<()> {
-    check_common(topic, "topic")?;
-    if topic.contains(['+', '#']) {
-        return Err(Error::Topic(
-            "wildcards are not allowed in a topic name".into(),
-        ));
+    if is_valid_topic(topic) {
+        return Ok(());
     }
-    Ok(())
+    check_common(topic, "topic")?;
+    Err(Error::Topic(
+        "wildcards are not allowed in a topic name".into(),
+    ))
+}
+
+/// [`validate_topic`] as one pass over the bytes, for the per-message path.
+#[inline]
+pub fn is_valid_topic(topic: &str) -> bool {
+    !topic.is_empty()
+        && topic.len() <= MAX_TOPIC_LEN
+        && !topic.bytes().any(|b| matches!(b, b'+' | b'#' | 0))
 }
 
 /// Check a topic filter for SUBSCRIBE: `+` and `#` occupy whole levels, `#` only last.
 pub fn validate_filter(filter: &str) -> Result<()> {
+    if is_valid_filter(filter) {
+        return Ok(());
+    }
     check_common(filter, "filter")?;
-    let n = filter.split('/').count();
-    for (i, level) in filter.split('/').enumerate() {
-        let wild = level.contains(['+', '#']);
-        if wild && level.len() != 1 {
-            return Err(Error::Topic(format!(
-                "wildcard must be a whole level in {filter:?}"
-            )));
-        }
-        if level == "#" && i + 1 != n {
-            return Err(Error::Topic(format!(
-                "'#' must be the last level in {filter:?}"
-            )));
+    Err(Error::Topic(format!(
+        "wildcards must be whole levels and '#' the last level: {filter:?}"
+    )))
+}
+
+/// [`validate_filter`] as one pass over the bytes, for the per-message path.
+pub fn is_valid_filter(filter: &str) -> bool {
+    let b = filter.as_bytes();
+    if b.is_empty() || b.len() > MAX_TOPIC_LEN {
+        return false;
+    }
+    let mut level_start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            0 => return false,
+            b'/' => level_start = i + 1,
+            b'+' | b'#' => {
+                let next = b.get(i + 1);
+                let whole = i == level_start && matches!(next, None | Some(b'/'));
+                if !whole || (c == b'#' && next.is_some()) {
+                    return false;
+                }
+            }
+            _ => {}
         }
     }
-    Ok(())
+    true
 }
 
 /// Split `$share/<group>/<filter>` into its inner filter; other filters are returned unchanged.
@@ -116,41 +139,56 @@ impl Pattern {
 
     /// Whether the pattern matches a concrete topic. Topics carrying wildcards never match.
     pub fn matches_topic(&self, topic: &str) -> bool {
-        !topic.contains(['+', '#']) && self.covers_filter(topic)
+        !topic.bytes().any(|b| b == b'+' || b == b'#') && self.covers_filter(topic)
     }
 
     /// Whether every topic `filter` can match is matched by this pattern. `filter` must be valid
     /// (see [`validate_filter`]); shared-subscription prefixes must already be stripped.
     pub fn covers_filter(&self, filter: &str) -> bool {
-        if filter.starts_with('$') && matches!(self.levels.first(), Some(Level::Plus | Level::Hash))
+        let f = filter.as_bytes();
+        if f.first() == Some(&b'$')
+            && matches!(self.levels.first(), Some(Level::Plus | Level::Hash))
         {
             return false;
         }
-        let mut f = filter.split('/');
+        // Walk the filter by byte offsets: a literal level is a prefix compare plus a delimiter
+        // check, so only `+` levels search for the next `/`.
+        let mut pos = 0usize;
+        let mut exhausted = false;
         for (i, g) in self.levels.iter().enumerate() {
             if *g == Level::Hash {
                 return true;
             }
-            let Some(fl) = f.next() else { return false };
-            match g {
-                // `x/#` also matches the parent `x`, which `x/+/#` does not; but when that parent
-                // is not a valid topic (nothing at the top, or the empty topic before a leading
-                // `/`) the two match the same topics.
-                Level::Plus if fl == "#" => {
-                    let parent_invalid = i == 0 || (i == 1 && filter.starts_with('/'));
-                    return parent_invalid && self.levels.get(i + 1) == Some(&Level::Hash);
-                }
-                _ if fl == "#" => return false,
-                Level::Plus => {}
+            if exhausted {
+                return false;
+            }
+            let end = match g {
                 Level::Lit(lit) => {
-                    if fl == "+" || **lit != *fl {
+                    let lit = lit.as_bytes();
+                    if !f[pos..].starts_with(lit) {
                         return false;
                     }
+                    pos + lit.len()
                 }
-                Level::Hash => return true,
+                _ => f[pos..]
+                    .iter()
+                    .position(|b| *b == b'/')
+                    .map_or(f.len(), |k| pos + k),
+            };
+            match (g, f.get(end)) {
+                (Level::Plus, _) if &f[pos..end] == b"#" => {
+                    // `x/#` also matches the parent `x`, which `x/+/#` does not; but when that
+                    // parent is not a valid topic (nothing at the top, or the empty topic before
+                    // a leading `/`) the two match the same topics.
+                    let parent_invalid = i == 0 || (i == 1 && f.first() == Some(&b'/'));
+                    return parent_invalid && self.levels.get(i + 1) == Some(&Level::Hash);
+                }
+                (_, None) => exhausted = true,
+                (_, Some(b'/')) => pos = end + 1,
+                _ => return false,
             }
         }
-        f.next().is_none()
+        exhausted
     }
 
     /// The NATS subjects equivalent to this pattern. `a/#` becomes `a` and `a.>` because MQTT's `#`

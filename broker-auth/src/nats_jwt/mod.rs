@@ -211,6 +211,11 @@ struct JwtHeader {
 /// Decode and verify a NATS JWT of claim type `T` at time `now`: header, signature by `iss`,
 /// issuer key type, `nats.type`, `version` 2, and `exp`/`nbf` when set.
 pub fn decode<T: ClaimKind>(token: &str, now: UnixTime) -> Result<NatsClaims<T>> {
+    decode_at(token, Some(now))
+}
+
+/// [`decode`], with the time checks skipped when `now` is `None` (reading stored credentials).
+pub fn decode_at<T: ClaimKind>(token: &str, now: Option<UnixTime>) -> Result<NatsClaims<T>> {
     let err = |m: &str| Error::NatsJwt(m.to_owned());
     if token.len() > MAX_NATS_JWT_LEN {
         return Err(err("token too large"));
@@ -254,11 +259,13 @@ pub fn decode<T: ClaimKind>(token: &str, now: UnixTime) -> Result<NatsClaims<T>>
     issuer
         .verify(signed.as_bytes(), &sig)
         .map_err(|_| Error::BadSignature)?;
-    if wire.exp != 0 && now > wire.exp {
-        return Err(Error::Token(crate::decision::DenyCode::Expired));
-    }
-    if wire.nbf != 0 && now < wire.nbf {
-        return Err(Error::Token(crate::decision::DenyCode::NotYetValid));
+    if let Some(now) = now {
+        if wire.exp != 0 && now > wire.exp {
+            return Err(Error::Token(crate::decision::DenyCode::Expired));
+        }
+        if wire.nbf != 0 && now < wire.nbf {
+            return Err(Error::Token(crate::decision::DenyCode::NotYetValid));
+        }
     }
     Ok(NatsClaims {
         aud: wire.aud,

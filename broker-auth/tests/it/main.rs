@@ -1,4 +1,6 @@
 //! broker-auth integration tests: one binary (link time matters on two cores).
+// Test helpers outside #[test] fns fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connect;
 mod nats_server;

@@ -271,6 +271,17 @@ impl PublicKey {
     }
 }
 
+impl PublicKey {
+    /// The one spelling of a signature (Ed25519 bytes; ES256 as `r||s`), for replay detection:
+    /// the same proof sent as DER and as `r||s` must be recognised as the same proof.
+    pub fn canonical_signature(&self, signature: &[u8]) -> Result<Vec<u8>> {
+        match self {
+            PublicKey::Ed25519(_) => Ok(signature.to_vec()),
+            PublicKey::P256(_) => Ok(decode_es256_signature(signature)?.to_bytes().to_vec()),
+        }
+    }
+}
+
 fn decode_es256_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature> {
     if bytes.len() == 64
         && let Ok(sig) = p256::ecdsa::Signature::from_slice(bytes)
@@ -391,6 +402,10 @@ mod tests {
         let sig = sig.normalize_s().unwrap_or(sig);
         key.verify(b"msg", &sig.to_bytes()).unwrap();
         key.verify(b"msg", sig.to_der().as_bytes()).unwrap();
+        assert_eq!(
+            key.canonical_signature(sig.to_der().as_bytes()).unwrap(),
+            key.canonical_signature(&sig.to_bytes()).unwrap()
+        );
         // Flip s to n - s: mathematically valid, but high-S.
         let (r, s) = sig.split_scalars();
         let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();

@@ -1,30 +1,102 @@
-//! The sidecar's one error type. HTTP mapping joins it with the REST service; for now it maps
-//! to process exit codes.
+//! The sidecar's one error type, mapped to HTTP in one place (`api::error::reply_for`) and to
+//! process exit codes here. 5xx bodies are generic; the cause goes to the log.
 
+use broker_auth::DenyCode;
 use thiserror::Error;
+
+use crate::store::StoreError;
 
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SidecarError {
+    // --- request errors (4xx) ---
+    /// Malformed, wrong-type, non-UTF-8 or otherwise invalid input.
+    #[error("{0}")]
+    Validation(String),
+    /// Body over the limit.
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(u64),
+    /// A signature did not verify (Cryptid 4001).
+    #[error("signature verification failed")]
+    InvalidSignature,
+    /// A one-time proof (announce signature) was presented again.
+    #[error("this signature was already used (replay)")]
+    Replayed,
+    /// Too many requests (Cryptid 4004).
+    #[error("too many requests")]
+    RateLimited { retry_after: u64 },
+    /// Locked out after repeated violations.
+    #[error("too many rate-limit violations; locked out")]
+    LockedOut { retry_after: u64 },
+    /// Permanently banned IP.
+    #[error("this client is banned")]
+    Banned,
+    /// Refresh token unknown, expired, malformed or ended (Cryptid 4008).
+    #[error("refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    /// A bearer token was refused.
+    #[error("invalid token: {0}")]
+    InvalidToken(DenyCode),
+    /// No credentials where some are needed.
+    #[error("authentication required")]
+    Unauthorized,
+    /// Authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The challenge is unknown, used, expired or bound to another key.
+    #[error("challenge is invalid, used or expired")]
+    ChallengeInvalid,
+    /// No identity has this key.
+    #[error("no identity is registered with this public key")]
+    UnknownIdentity,
+    /// Not found.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Unique constraint.
+    #[error("{0}")]
+    Conflict(String),
+    /// HTTP method not allowed on the path.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Wrong content type.
+    #[error("unsupported media type: send application/json")]
+    UnsupportedMediaType,
+
+    // --- server-side errors (5xx or start-up) ---
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// A policy failed to load, compile, evaluate or pass its tests.
     #[error("{0}")]
     Policy(String),
-    /// Bad command-line input (unreadable or malformed files).
+    /// Bad command-line or configuration input.
     #[error("{0}")]
-    Input(String),
+    Config(String),
+    /// Anything else that is our fault.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl SidecarError {
     pub fn exit_code(&self) -> u8 {
         match self {
             SidecarError::Policy(_) => 1,
-            SidecarError::Input(_) => 2,
+            _ => 2,
         }
     }
 }
 
 impl From<broker_auth::Error> for SidecarError {
     fn from(e: broker_auth::Error) -> Self {
-        SidecarError::Policy(e.to_string())
+        match e {
+            broker_auth::Error::Policy(m) => SidecarError::Policy(m),
+            broker_auth::Error::Malformed { .. }
+            | broker_auth::Error::BadKey(_)
+            | broker_auth::Error::Topic(_) => SidecarError::Validation(e.to_string()),
+            broker_auth::Error::BadSignature => SidecarError::InvalidSignature,
+            other => SidecarError::Internal(other.to_string()),
+        }
     }
 }
+
+impl warp::reject::Reject for SidecarError {}

@@ -1,17 +1,12 @@
-//! `sidecar`: the broker-auth service and its command line. `main` only parses and reports;
-//! every subcommand lives in its own module.
+//! `sidecar`: `main` only parses and reports; every subcommand lives in the library.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-mod cli;
-mod error;
-mod policy_cmd;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match cli::run(cli) {
+    let cli = sidecar::cli::Cli::parse();
+    match sidecar::cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");

@@ -71,11 +71,11 @@ fn eval(
     explain: bool,
 ) -> Result<ExitCode, SidecarError> {
     let text = std::fs::read_to_string(input)
-        .map_err(|e| SidecarError::Input(format!("{}: {e}", input.display())))?;
+        .map_err(|e| SidecarError::Config(format!("{}: {e}", input.display())))?;
     let value: Value = serde_json::from_str(&text)
-        .map_err(|e| SidecarError::Input(format!("{}: not JSON: {e}", input.display())))?;
+        .map_err(|e| SidecarError::Config(format!("{}: not JSON: {e}", input.display())))?;
     if !value.is_object() {
-        return Err(SidecarError::Input(
+        return Err(SidecarError::Config(
             "the input must be a JSON object".into(),
         ));
     }
@@ -87,7 +87,7 @@ fn eval(
     let set = load(dir)?;
     let out = if explain {
         serde_json::to_value(set.explain(entry, &value)?)
-            .map_err(|e| SidecarError::Input(e.to_string()))?
+            .map_err(|e| SidecarError::Config(e.to_string()))?
     } else {
         json!({ "entrypoint": entry, "value": set.eval_json(entry, &value)? })
     };

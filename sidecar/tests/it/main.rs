@@ -1,5 +1,10 @@
-//! sidecar integration tests (one binary): the real `sidecar` executable.
+//! sidecar integration tests (one binary): in-process route tests over the real state and store,
+//! and end-to-end tests against the real `sidecar` executable.
 // Test helpers outside #[test] fns fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conventions;
+mod device_routes;
+mod harness;
+mod identity_routes;
 mod policy_cli;

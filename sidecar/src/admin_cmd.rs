@@ -1,0 +1,98 @@
+//! `serve`, `bootstrap` and `keys rotate`: the subcommands that open the store.
+
+use std::process::ExitCode;
+
+use broker_auth::token::TokenAlg;
+
+use crate::apikeys;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{ServeArgs, StoreArgs};
+use crate::error::SidecarError;
+use crate::store::{SledStore, Store};
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode, SidecarError> {
+    init_logging(args.log_format == "json");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SidecarError::Internal(e.to_string()))?;
+    rt.block_on(crate::serve::run(args, shutdown_signal(), None))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flush(store: &SledStore) -> Result<(), SidecarError> {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| SidecarError::Internal(e.to_string()))?
+        .block_on(store.flush())?;
+    Ok(())
+}
+
+pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, SidecarError> {
+    if !(1..=365).contains(&expires_in_days) {
+        return Err(SidecarError::Config(
+            "--expires-in-days must be between 1 and 365".into(),
+        ));
+    }
+    let store = SledStore::open(&args.data_dir)?;
+    // Create the master key and first signing key now, so `serve` finds them.
+    let master = crate::serve::master_key(args)?;
+    let now = SystemClock.now();
+    crate::keystore::load_key_set(&store, &master, TokenAlg::EdDSA, now, 366 * 86_400)?;
+    let new = apikeys::generate(
+        "bootstrap admin",
+        vec!["admin".into()],
+        vec![],
+        None,
+        expires_in_days,
+        now,
+    );
+    store.put_api_key(&new.record)?;
+    flush(&store)?;
+    println!(
+        "Admin API key (shown once; only its hash is stored), id {}:",
+        new.record.id
+    );
+    println!("{}", new.key);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rotate(args: &StoreArgs, alg: &str) -> Result<ExitCode, SidecarError> {
+    let store = SledStore::open(&args.data_dir)?;
+    let master = crate::serve::master_key(args)?;
+    let alg = if alg == "ES256" {
+        TokenAlg::ES256
+    } else {
+        TokenAlg::EdDSA
+    };
+    let kid = crate::keystore::rotate(&store, &master, alg, SystemClock.now())?;
+    flush(&store)?;
+    println!("new signing key {kid}");
+    Ok(ExitCode::SUCCESS)
+}

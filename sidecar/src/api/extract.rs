@@ -1,0 +1,232 @@
+//! Request extraction shared by every route: bounded JSON bodies with clear errors, the client IP
+//! (X-Forwarded-For only from trusted proxies), bearer credentials, and the rate-limit gate.
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Buf;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use warp::{Filter, Rejection};
+
+use crate::error::SidecarError;
+use crate::ratelimit::Refusal;
+use crate::state::State;
+use crate::store::BanRecord;
+
+/// Largest request body accepted (http-api.md: > 64 KiB → 413).
+pub const BODY_LIMIT: u64 = 64 * 1024;
+
+fn reject(e: SidecarError) -> Rejection {
+    warp::reject::custom(e)
+}
+
+/// Parse JSON into `T` with messages that say what is wrong, never a 500.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, SidecarError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(SidecarError::Validation("request body is not UTF-8".into()));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(SidecarError::Validation(
+            "request body is empty; send a JSON object".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        let mut msg = match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                format!("malformed JSON at line {} column {}", e.line(), e.column())
+            }
+            Category::Data => format!("invalid request: {e}"),
+        };
+        msg.truncate(300);
+        SidecarError::Validation(msg)
+    })
+}
+
+async fn read_limited<S, B>(body: S) -> Result<Vec<u8>, SidecarError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|_| SidecarError::Validation("could not read the body".into()))?;
+        if buf.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
+            return Err(SidecarError::PayloadTooLarge(BODY_LIMIT));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            buf.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(buf)
+}
+
+/// A JSON body of at most [`BODY_LIMIT`] bytes, read incrementally (a chunked upload without
+/// Content-Length cannot exceed the limit either).
+pub fn json_body<T: DeserializeOwned + Send + 'static>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<String>("content-length"))
+        .and_then(|ct: Option<String>, len: Option<String>| async move {
+            if ct.is_some_and(|ct| !ct.to_ascii_lowercase().starts_with("application/json")) {
+                return Err(reject(SidecarError::UnsupportedMediaType));
+            }
+            if len
+                .as_deref()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .is_some_and(|l| l > BODY_LIMIT)
+            {
+                return Err(reject(SidecarError::PayloadTooLarge(BODY_LIMIT)));
+            }
+            Ok(())
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(|body| async move {
+            let bytes = read_limited(body).await.map_err(reject)?;
+            parse_json::<T>(&bytes).map_err(reject)
+        })
+}
+
+/// The client IP: the socket peer, or — only when the peer is a trusted proxy — the right-most
+/// X-Forwarded-For address that is not itself a trusted proxy.
+pub fn resolve_ip(peer: Option<SocketAddr>, xff: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer_ip = peer.map(|p| p.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer_ip) {
+        return peer_ip;
+    }
+    let Some(xff) = xff else { return peer_ip };
+    xff.rsplit(',')
+        .map(|s| s.trim().parse::<IpAddr>())
+        .take_while(Result::is_ok)
+        .filter_map(Result::ok)
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer_ip)
+}
+
+pub fn client_ip(state: State) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
+    warp::addr::remote()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(move |peer: Option<SocketAddr>, xff: Option<String>| {
+            resolve_ip(peer, xff.as_deref(), &state.config.trusted_proxies)
+        })
+}
+
+/// The rate-limit gate of one route. A new ban is persisted before the refusal is answered.
+pub fn limited(
+    state: State,
+    route: &'static str,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    client_ip(state.clone())
+        .and_then(move |ip: IpAddr| {
+            let state = state.clone();
+            async move {
+                match state.limiter.check(ip, route, state.clock.now_millis()) {
+                    Ok(()) => Ok(()),
+                    Err(refusal) => {
+                        state.metrics.rate_limited.inc();
+                        Err(reject(match refusal {
+                            Refusal::RateLimited { retry_after } => {
+                                SidecarError::RateLimited { retry_after }
+                            }
+                            Refusal::LockedOut { retry_after } => {
+                                SidecarError::LockedOut { retry_after }
+                            }
+                            Refusal::Banned { new } => {
+                                if new {
+                                    tracing::warn!(%ip, "banning client after repeated lockouts");
+                                    let rec = BanRecord {
+                                        ip: ip.to_string(),
+                                        since: state.now(),
+                                        reason: "repeated rate-limit lockouts".into(),
+                                    };
+                                    if let Err(e) = state.store.put_ban(&rec) {
+                                        return Err(reject(e.into()));
+                                    }
+                                    if let Err(e) = state.store.flush().await {
+                                        return Err(reject(e.into()));
+                                    }
+                                }
+                                SidecarError::Banned
+                            }
+                        }))
+                    }
+                }
+            }
+        })
+        .untuple_one()
+}
+
+/// `Authorization: Bearer <credential>`, if present.
+pub fn bearer() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization").map(|h: Option<String>| {
+        h.and_then(|h| {
+            let (scheme, rest) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_owned())
+        })
+    })
+}
+
+pub fn with_state(
+    state: State,
+) -> impl Filter<Extract = (State,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = |s: &str| Some(SocketAddr::new(s.parse().unwrap(), 1234));
+        // Untrusted peer: its X-Forwarded-For is ignored.
+        assert_eq!(
+            resolve_ip(peer("203.0.113.9"), Some("1.2.3.4"), &trusted).to_string(),
+            "203.0.113.9"
+        );
+        // Trusted proxy: right-most untrusted address wins (the client can prepend anything).
+        assert_eq!(
+            resolve_ip(
+                peer("10.0.0.2"),
+                Some("6.6.6.6, 198.51.100.7, 10.0.0.5"),
+                &trusted
+            )
+            .to_string(),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            resolve_ip(peer("10.0.0.2"), None, &trusted).to_string(),
+            "10.0.0.2"
+        );
+        assert_eq!(
+            resolve_ip(peer("10.0.0.2"), Some("garbage"), &trusted).to_string(),
+            "10.0.0.2"
+        );
+    }
+
+    #[test]
+    fn json_errors_are_clear() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct T {
+            a: String,
+        }
+        let e = parse_json::<T>(b"{\"a\": ").unwrap_err().to_string();
+        assert!(e.contains("malformed JSON"), "{e}");
+        let e = parse_json::<T>(b"{\"a\": 5}").unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
+        let e = parse_json::<T>(&[0xff, 0xfe]).unwrap_err().to_string();
+        assert!(e.contains("UTF-8"), "{e}");
+        assert!(parse_json::<T>(b"  ").is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The typed configuration of `sidecar serve`: flags and environment variables (clap), validated
+//! once at start-up. Secrets in it are redacted from `Debug`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args};
+use ipnet::IpNet;
+
+use crate::error::SidecarError;
+use crate::ratelimit::Limits;
+
+/// `N/SECS`, e.g. `20/60`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitSpec {
+    pub requests: u32,
+    pub window_secs: u32,
+}
+
+fn parse_rate_limit(s: &str) -> Result<RateLimitSpec, String> {
+    let (n, secs) = s.split_once('/').ok_or("expected N/SECS, e.g. 20/60")?;
+    let requests: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| "N must be a positive integer")?;
+    let window_secs: u32 = secs
+        .trim()
+        .parse()
+        .map_err(|_| "SECS must be a positive integer")?;
+    if requests == 0 || window_secs == 0 {
+        return Err("both N and SECS must be at least 1".into());
+    }
+    Ok(RateLimitSpec {
+        requests,
+        window_secs,
+    })
+}
+
+/// A secret given on the command line or in the environment.
+#[derive(Clone)]
+pub struct SecretArg(pub String);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+fn parse_secret(s: &str) -> Result<SecretArg, String> {
+    Ok(SecretArg(s.to_owned()))
+}
+
+/// Where the data lives (shared by every subcommand that opens the store).
+#[derive(Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// sled data directory.
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Base64 of 32 bytes that encrypts signing keys at rest; default: DATA_DIR/master.key (0600).
+    #[arg(long, env = "KEY_ENCRYPTION_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub key_encryption_key: Option<SecretArg>,
+}
+
+/// `sidecar serve`.
+#[derive(Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address of the REST API.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Rego policy directory.
+    #[arg(long, env = "POLICY_DIR", default_value = "./policies")]
+    pub policies: PathBuf,
+    /// Rate limit per client IP per route.
+    #[arg(long, env = "RATE_LIMIT", default_value = "20/60", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimitSpec,
+    /// Lockouts before an IP is banned permanently.
+    #[arg(long, env = "BAN_AFTER_LOCKOUTS", default_value_t = 3)]
+    pub ban_after_lockouts: u32,
+    /// Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated).
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Let unknown device keys register themselves by announcing.
+    #[arg(long, env = "OPEN_ANNOUNCE", default_value_t = true, action = ArgAction::Set)]
+    pub open_announce: bool,
+    /// Let anyone register `device` and `gateway` identities without an admin key.
+    #[arg(long, env = "OPEN_REGISTRATION", default_value_t = false, action = ArgAction::Set)]
+    pub open_registration: bool,
+    /// Public base URL (issuer of tokens, base of discovery documents).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// `aud` of issued tokens.
+    #[arg(long, env = "TOKEN_AUDIENCE", default_value = "broker-auth")]
+    pub audience: String,
+    /// Algorithm of newly generated signing keys (EdDSA or ES256).
+    #[arg(long, env = "SIGNING_ALG", default_value = "EdDSA", value_parser = ["EdDSA", "ES256"])]
+    pub signing_alg: String,
+    /// Lifetime of key-login tokens, seconds.
+    #[arg(long, env = "LOGIN_TOKEN_TTL", default_value_t = 3600)]
+    pub login_token_ttl: i64,
+    /// Lifetime of device access tokens, seconds.
+    #[arg(long, env = "DEVICE_ACCESS_TTL", default_value_t = 86_400)]
+    pub device_access_ttl: i64,
+    /// Lifetime of an announcement (and its refresh token), seconds.
+    #[arg(long, env = "ANNOUNCEMENT_TTL", default_value_t = 30 * 86_400)]
+    pub announcement_ttl: i64,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl ServeArgs {
+    pub fn issuer(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| "broker-auth".to_owned())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            requests: self.rate_limit.requests,
+            window_secs: self.rate_limit.window_secs,
+            lockouts_before_ban: self.ban_after_lockouts.max(1),
+            ..Limits::default()
+        }
+    }
+
+    pub fn signing_alg(&self) -> broker_auth::token::TokenAlg {
+        if self.signing_alg == "ES256" {
+            broker_auth::token::TokenAlg::ES256
+        } else {
+            broker_auth::token::TokenAlg::EdDSA
+        }
+    }
+
+    /// The longest any token can live: how long a retired signing key must keep verifying.
+    pub fn max_token_lifetime(&self) -> i64 {
+        self.login_token_ttl
+            .max(self.device_access_ttl)
+            .max(self.announcement_ttl)
+    }
+
+    pub fn validate(&self) -> Result<(), SidecarError> {
+        for (name, v) in [
+            ("LOGIN_TOKEN_TTL", self.login_token_ttl),
+            ("DEVICE_ACCESS_TTL", self.device_access_ttl),
+            ("ANNOUNCEMENT_TTL", self.announcement_ttl),
+        ] {
+            if !(60..=366 * 86_400).contains(&v) {
+                return Err(SidecarError::Config(format!(
+                    "{name} must be between 60 s and 366 days"
+                )));
+            }
+        }
+        if self
+            .public_url
+            .as_ref()
+            .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
+        {
+            return Err(SidecarError::Config(
+                "PUBLIC_URL must be an http(s) URL".into(),
+            ));
+        }
+        if self.audience.trim().is_empty() {
+            return Err(SidecarError::Config(
+                "TOKEN_AUDIENCE must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_spec_parses() {
+        assert_eq!(
+            parse_rate_limit("20/60").unwrap(),
+            RateLimitSpec {
+                requests: 20,
+                window_secs: 60
+            }
+        );
+        for bad in ["", "20", "0/60", "20/0", "a/b", "-1/5"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+        assert_eq!(format!("{:?}", SecretArg("hunter2".into())), "[REDACTED]");
+    }
+}

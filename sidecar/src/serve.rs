@@ -1,0 +1,127 @@
+//! `sidecar serve`: open the store, load keys, revocations, bans and policies into memory, and
+//! serve the REST API until the shutdown signal; then finish in-flight requests and flush.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::revocation::RevocationSet;
+use broker_auth::token::{TokenConfig, Verifier};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::ServeArgs;
+use crate::error::SidecarError;
+use crate::keystore::{self, MasterKey};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::state::{AppState, State};
+use crate::store::{RevocationKind, SledStore, Store};
+
+/// The master key from configuration, or the data directory's key file.
+pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, SidecarError> {
+    match &store_args.key_encryption_key {
+        Some(k) => MasterKey::from_base64(&k.0),
+        None => MasterKey::load_or_create(&store_args.data_dir),
+    }
+}
+
+/// Build the whole state from configuration (also used by in-process tests with their own clock).
+pub fn build_state(
+    config: ServeArgs,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<State, SidecarError> {
+    config.validate()?;
+    let now = clock.now();
+    let master = master_key(&config.store)?;
+    let keys = keystore::load_key_set(
+        store.as_ref(),
+        &master,
+        config.signing_alg(),
+        now,
+        config.max_token_lifetime(),
+    )?;
+    let revocations = RevocationSet::new();
+    let mut since = 0;
+    loop {
+        let batch = store.revocations_since(since, 10_000)?;
+        let Some((last, _)) = batch.last() else { break };
+        since = *last;
+        for (_, r) in batch.into_iter().filter(|(_, r)| r.until > now) {
+            match r.kind {
+                RevocationKind::Session => revocations.revoke_session(&r.id, r.until),
+                RevocationKind::Subject => revocations.revoke_subject(&r.id, r.at, r.until),
+            }
+        }
+    }
+    let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
+    let policy =
+        PolicySet::load_dir(&config.policies).map_err(|e| SidecarError::Policy(e.to_string()))?;
+    for w in policy.warnings() {
+        tracing::warn!(warning = %w, "policy");
+    }
+    let token_config = TokenConfig::new(config.issuer(), config.audience.clone());
+    let metrics = Metrics::default();
+    metrics.identities.set(store.identity_count()? as i64);
+    Ok(Arc::new(AppState {
+        limiter: RateLimiter::new(config.limits(), bans),
+        verifier: Verifier::new(token_config.clone()),
+        token_config,
+        keys: ArcSwap::from_pointee(keys),
+        revocations: Arc::new(revocations),
+        policy: Arc::new(SharedPolicy::new(policy)),
+        store,
+        clock,
+        metrics,
+        master,
+        config,
+    }))
+}
+
+/// Serve until `shutdown` resolves. `ready` receives the bound address (port 0 picks one).
+pub async fn run(
+    config: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<(), SidecarError> {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.data_dir)?);
+    let listen = config.listen;
+    let state = build_state(config, store.clone(), Arc::new(SystemClock))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| SidecarError::Config(format!("cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| SidecarError::Config(e.to_string()))?;
+    tracing::info!(%addr, identities = state.store.identity_count().unwrap_or(0), "sidecar listening");
+
+    // Housekeeping: expired challenges, announce signatures and revocations leave memory and disk.
+    let janitor_state = state.clone();
+    let janitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let now = janitor_state.now();
+            janitor_state.revocations.prune(now);
+            if let Err(e) = janitor_state.store.prune(now) {
+                tracing::warn!(error = %e, "store prune failed");
+            }
+        }
+    });
+
+    if let Some(tx) = ready {
+        let _ = tx.send(addr);
+    }
+    warp::serve(crate::api::routes(state.clone()))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    janitor.abort();
+    store.flush().await?;
+    tracing::info!("sidecar stopped; store flushed");
+    Ok(())
+}

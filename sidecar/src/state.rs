@@ -1,0 +1,191 @@
+//! The service's shared state: cheap to clone (one `Arc`), immutable parts swapped whole
+//! (key set, policy set), and the few operations every route group needs (issue a token, record a
+//! revocation, authenticate a bearer credential).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use broker_auth::identity::IdentityType;
+use broker_auth::policy::SharedPolicy;
+use broker_auth::revocation::RevocationSet;
+use broker_auth::token::{Claims, KeySet, TokenConfig, TokenUse, Verifier};
+use broker_auth::{DenyCode, b64};
+use rand_core::{OsRng, RngCore};
+
+use crate::apikeys;
+use crate::clock::Clock;
+use crate::config::ServeArgs;
+use crate::error::SidecarError;
+use crate::keystore::MasterKey;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::{ApiKeyRecord, IdentityRecord, RevocationKind, RevocationRecord, Store};
+
+pub type State = Arc<AppState>;
+
+pub struct AppState {
+    pub config: ServeArgs,
+    pub store: Arc<dyn Store>,
+    pub keys: ArcSwap<KeySet>,
+    pub token_config: TokenConfig,
+    pub verifier: Verifier,
+    pub revocations: Arc<RevocationSet>,
+    pub policy: Arc<SharedPolicy>,
+    pub limiter: RateLimiter,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+    pub master: MasterKey,
+}
+
+/// Who is calling, once a bearer credential checked out.
+#[derive(Debug)]
+pub enum Caller {
+    ApiKey(ApiKeyRecord),
+    Identity {
+        claims: Box<Claims>,
+        identity: Box<IdentityRecord>,
+    },
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Caller::ApiKey(k) => k.scopes.iter().any(|s| s == "admin"),
+            Caller::Identity { identity, .. } => {
+                matches!(identity.kind, IdentityType::Root | IdentityType::Admin)
+            }
+        }
+    }
+
+    /// Admins register anything; an API key with `identity:register` registers the types it lists.
+    pub fn may_register(&self, kind: IdentityType) -> bool {
+        self.is_admin()
+            || matches!(self, Caller::ApiKey(k)
+                if k.scopes.iter().any(|s| s == "identity:register") && k.identity_types.contains(&kind))
+    }
+}
+
+/// A random id with a prefix (`ann-`, `lgn-`, ...): 128 bits, base32.
+pub fn random_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&b))
+}
+
+/// A random challenge: 32 bytes, base64url.
+pub fn random_challenge() -> String {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    b64::url_encode(&b)
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Claims for an identity, with what its record says about tenant, scopes, groups, devices.
+    pub fn claims_for(
+        &self,
+        identity: &IdentityRecord,
+        ttl: i64,
+        token_use: TokenUse,
+        sid: &str,
+    ) -> Claims {
+        let mut c = Claims::new(&self.token_config, &identity.id, self.now(), ttl, token_use);
+        c.idt = Some(identity.kind);
+        c.sid = Some(sid.to_owned());
+        c.tenant = identity.tenant.clone();
+        c.app_id = identity.tenant.clone();
+        c.scopes = identity.scopes.clone();
+        c.groups = identity.groups.clone();
+        c.devices = identity.devices();
+        c
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, SidecarError> {
+        self.keys
+            .load()
+            .sign(claims)
+            .map_err(|e| SidecarError::Internal(e.to_string()))
+    }
+
+    /// Verify a token of the product (any enforcement point's rules) at the state's time.
+    pub fn verify(&self, token: &str, token_use: TokenUse) -> Result<Claims, DenyCode> {
+        self.verifier.verify(
+            &self.keys.load(),
+            token,
+            self.now(),
+            self.revocations.as_ref(),
+            token_use,
+        )
+    }
+
+    async fn record_revocation(&self, rec: RevocationRecord) -> Result<(), SidecarError> {
+        match rec.kind {
+            RevocationKind::Session => self.revocations.revoke_session(&rec.id, rec.until),
+            RevocationKind::Subject => self.revocations.revoke_subject(&rec.id, rec.at, rec.until),
+        }
+        self.store.append_revocation(&rec)?;
+        self.store.flush().await?;
+        self.metrics.revocations.inc();
+        Ok(())
+    }
+
+    /// Revoke a session: every token with this `sid` stops working, here at once.
+    pub async fn revoke_session(&self, sid: &str, until: i64) -> Result<(), SidecarError> {
+        self.record_revocation(RevocationRecord {
+            kind: RevocationKind::Session,
+            id: sid.to_owned(),
+            at: self.now(),
+            until,
+        })
+        .await
+    }
+
+    /// Revoke every token of an identity issued up to now.
+    pub async fn revoke_subject(&self, sub: &str) -> Result<(), SidecarError> {
+        let now = self.now();
+        self.record_revocation(RevocationRecord {
+            kind: RevocationKind::Subject,
+            id: sub.to_owned(),
+            at: now,
+            until: now + self.config.max_token_lifetime(),
+        })
+        .await
+    }
+
+    /// Authenticate `Authorization: Bearer …`: an `ak_` API key or an access token of an identity
+    /// that still exists and is not disabled.
+    pub fn authenticate(&self, bearer: Option<&str>) -> Result<Caller, SidecarError> {
+        let token = bearer.ok_or(SidecarError::Unauthorized)?;
+        if token.starts_with("ak_") {
+            return apikeys::verify(self.store.as_ref(), token, self.now())
+                .map(Caller::ApiKey)
+                .map_err(|_| SidecarError::InvalidToken(DenyCode::BadSignature));
+        }
+        let claims = self
+            .verify(token, TokenUse::Access)
+            .map_err(SidecarError::InvalidToken)?;
+        let identity = self
+            .store
+            .identity(&claims.sub)?
+            .ok_or(SidecarError::InvalidToken(DenyCode::Revoked))?;
+        if identity.disabled_at.is_some() {
+            return Err(SidecarError::InvalidToken(DenyCode::Revoked));
+        }
+        Ok(Caller::Identity {
+            claims: Box::new(claims),
+            identity: Box::new(identity),
+        })
+    }
+
+    pub fn require_admin(&self, bearer: Option<&str>) -> Result<Caller, SidecarError> {
+        let caller = self.authenticate(bearer)?;
+        if caller.is_admin() {
+            Ok(caller)
+        } else {
+            Err(SidecarError::Forbidden("admin authority required"))
+        }
+    }
+}

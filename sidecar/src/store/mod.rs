@@ -1,0 +1,121 @@
+//! Persistence. `Store` is the interface the service uses; `sled_store` is the only module in the
+//! workspace that imports sled, so another backend (NATS JetStream KV, for several sidecars) can
+//! follow by implementing the trait. Every record is serialized one way: a version byte followed
+//! by JSON (`codec`), so a record written by a newer version is refused, never misread.
+
+mod codec;
+mod records;
+mod sled_store;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use records::{
+    AnnouncementRecord, ApiKeyRecord, BanRecord, ChallengeRecord, IdentityRecord, RevocationKind,
+    RevocationRecord, SigningKeyRecord,
+};
+pub use sled_store::SledStore;
+
+/// What can go wrong in the store. Callers map `Conflict` to 409 and the rest to a generic 500.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be opened (locked by another process, corrupt, unreadable).
+    #[error("cannot open the store at {path}: {cause}")]
+    Open { path: String, cause: String },
+    /// A uniqueness constraint failed (e.g. the public key is already registered).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A record could not be decoded (unknown version byte or bad JSON).
+    #[error("corrupt record in {tree}: {cause}")]
+    Corrupt { tree: &'static str, cause: String },
+    /// The backend failed.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A boxed future, so `Store` stays object-safe.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
+
+/// The service's persistence. Writes are visible at once; they are durable once [`Store::flush`]
+/// resolves, so a handler flushes before it acknowledges a write (group commit: concurrent
+/// flushes share one fsync).
+pub trait Store: Send + Sync {
+    /// Insert a new identity and its key index atomically; `Conflict` if the key is taken.
+    fn insert_identity(&self, rec: &IdentityRecord) -> StoreResult<()>;
+    /// Replace an existing identity record (its key never changes).
+    fn update_identity(&self, rec: &IdentityRecord) -> StoreResult<()>;
+    /// One identity by id.
+    fn identity(&self, id: &str) -> StoreResult<Option<IdentityRecord>>;
+    /// One identity by canonical public key.
+    fn identity_by_key(&self, canonical_key: &str) -> StoreResult<Option<IdentityRecord>>;
+    /// Up to `limit` identities with ids after `after`, in id order.
+    fn list_identities(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<IdentityRecord>>;
+    /// Number of identities.
+    fn identity_count(&self) -> StoreResult<usize>;
+
+    /// Store a challenge.
+    fn put_challenge(&self, challenge: &str, rec: &ChallengeRecord) -> StoreResult<()>;
+    /// Remove and return a challenge: exactly one caller can ever get it.
+    fn take_challenge(&self, challenge: &str) -> StoreResult<Option<ChallengeRecord>>;
+
+    /// Record an announce signature; `false` if it was already recorded (a replay).
+    fn remember_signature(&self, digest: &[u8], until: i64) -> StoreResult<bool>;
+    /// Store an announcement and make it the device's current one; returns the previous one.
+    fn open_announcement(
+        &self,
+        rec: &AnnouncementRecord,
+    ) -> StoreResult<Option<AnnouncementRecord>>;
+    /// One announcement by id.
+    fn announcement(&self, id: &str) -> StoreResult<Option<AnnouncementRecord>>;
+    /// End the device's current announcement if it is `id`; returns it.
+    fn end_announcement(
+        &self,
+        device: &str,
+        id: &str,
+        now: i64,
+    ) -> StoreResult<Option<AnnouncementRecord>>;
+
+    /// Append a revocation; returns its sequence number (monotonic).
+    fn append_revocation(&self, rec: &RevocationRecord) -> StoreResult<u64>;
+    /// Revocations with sequence numbers greater than `since`, at most `limit`.
+    fn revocations_since(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, RevocationRecord)>>;
+
+    /// Persist a ban.
+    fn put_ban(&self, rec: &BanRecord) -> StoreResult<()>;
+    /// Remove a ban; true if there was one.
+    fn remove_ban(&self, ip: &str) -> StoreResult<bool>;
+    /// All bans.
+    fn bans(&self) -> StoreResult<Vec<BanRecord>>;
+
+    /// Store an API key record (only its hash).
+    fn put_api_key(&self, rec: &ApiKeyRecord) -> StoreResult<()>;
+    /// One API key record by key id.
+    fn api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// All signing keys (encrypted private halves).
+    fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Store or replace a signing key.
+    fn put_signing_key(&self, rec: &SigningKeyRecord) -> StoreResult<()>;
+    /// Remove a signing key.
+    fn remove_signing_key(&self, kid: &str) -> StoreResult<()>;
+
+    /// Drop expired challenges, signatures and announcements' leftovers.
+    fn prune(&self, now: i64) -> StoreResult<usize>;
+    /// Make every write so far durable.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+    /// A cheap liveness probe.
+    fn ping(&self) -> StoreResult<()>;
+    /// Bytes on disk.
+    fn size_on_disk(&self) -> StoreResult<u64>;
+}

@@ -1,0 +1,143 @@
+//! The records the store keeps. Secrets never appear in clear: API keys as hashes, signing keys
+//! encrypted.
+
+use broker_auth::identity::{IdentityType, KeyAlgorithm};
+use serde::{Deserialize, Serialize};
+
+/// A registered identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: IdentityType,
+    pub key_algorithm: KeyAlgorithm,
+    /// Canonical public key (see `PublicKey::canonical`).
+    pub public_key: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub created_at: i64,
+    #[serde(default)]
+    pub disabled_at: Option<i64>,
+}
+
+impl IdentityRecord {
+    /// Devices a gateway acts for (`metadata.devices`).
+    pub fn devices(&self) -> Vec<String> {
+        self.metadata
+            .get("devices")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A login challenge, bound to the key that asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeRecord {
+    pub public_key: String,
+    pub expires_at: i64,
+}
+
+/// A device announcement: its id is the `sid` of every token issued under it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncementRecord {
+    pub id: String,
+    pub device: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub ended_at: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationKind {
+    /// A session (`sid`): announcement, login session.
+    Session,
+    /// Every token of an identity issued up to `at`.
+    Subject,
+}
+
+/// One entry of the revocation feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    pub kind: RevocationKind,
+    pub id: String,
+    pub at: i64,
+    /// After this instant no token it could match is alive.
+    pub until: i64,
+}
+
+/// A permanent ban of a client IP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRecord {
+    pub ip: String,
+    pub since: i64,
+    pub reason: String,
+}
+
+/// An API key: only the SHA-256 of its secret is kept.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    pub scopes: Vec<String>,
+    /// For `identity:register`: the identity types this key may register.
+    #[serde(default)]
+    pub identity_types: Vec<IdentityType>,
+    /// Hex SHA-256 of the secret part.
+    pub secret_hash: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for ApiKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .field("secret_hash", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token signing key; the private half is AES-256-GCM encrypted under the master key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: broker_auth::token::TokenAlg,
+    pub created_at: i64,
+    #[serde(default)]
+    pub retired_at: Option<i64>,
+    /// base64url nonce (96 bits).
+    pub nonce: String,
+    /// base64url ciphertext of the PKCS#8 DER private key (with the GCM tag).
+    pub ciphertext: String,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}

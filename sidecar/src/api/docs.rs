@@ -24,10 +24,18 @@ fn redoc_html() -> &'static str {
 }
 
 async fn swagger(
+    full: warp::path::FullPath,
     tail: warp::path::Tail,
     config: Arc<utoipa_swagger_ui::Config<'static>>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let path = tail.as_str();
+    // `/docs` → `/docs/` so the page's relative asset paths resolve.
+    if full.as_str() == "/docs" {
+        return Ok(warp::redirect::found(warp::http::Uri::from_static("/docs/")).into_response());
+    }
+    let path = match tail.as_str() {
+        "" => "index.html",
+        p => p,
+    };
     match utoipa_swagger_ui::serve(path, config) {
         Ok(Some(file)) => {
             Ok(
@@ -48,22 +56,14 @@ pub fn routes() -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     let spec = warp::path!("openapi.json").and(warp::get()).map(|| {
         warp::reply::with_header(openapi_json(), "content-type", "application/json").into_response()
     });
-    let docs_root = warp::path!("docs")
-        .and(warp::get())
-        .map(|| warp::redirect::found(warp::http::Uri::from_static("/docs/")).into_response());
     let docs = warp::path("docs")
         .and(warp::get())
+        .and(warp::path::full())
         .and(warp::path::tail())
         .and(warp::any().map(move || config.clone()))
         .and_then(swagger);
     let redoc = warp::path!("redoc")
         .and(warp::get())
         .map(|| warp::reply::html(redoc_html()).into_response());
-    spec.or(docs_root)
-        .unify()
-        .or(docs)
-        .unify()
-        .or(redoc)
-        .unify()
-        .boxed()
+    spec.or(docs).unify().or(redoc).unify().boxed()
 }

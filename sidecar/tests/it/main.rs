@@ -5,6 +5,9 @@
 
 mod conventions;
 mod device_routes;
+mod e2e;
 mod harness;
 mod identity_routes;
+mod interop;
 mod policy_cli;
+mod server;

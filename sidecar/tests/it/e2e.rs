@@ -1,0 +1,192 @@
+//! End to end against the real binary over HTTP: a login session, durability across `kill -9`,
+//! graceful shutdown, and a store that refuses a second server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+use super::harness::TestKey;
+use super::server::{Server, bin, bootstrap};
+
+fn post(c: &Client, url: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut req = c.post(url).json(body);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let res = req.send().unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().unwrap_or(Value::Null))
+}
+
+fn get(c: &Client, url: &str, bearer: &str) -> (u16, Value) {
+    let res = c.get(url).bearer_auth(bearer).send().unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn bootstrap_register_login_and_read_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = bootstrap(&data);
+    assert!(admin.starts_with("ak_"), "{admin}");
+    // Only the hash is stored: the key text appears nowhere in the data directory.
+    for entry in walk(&data) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !contains(&bytes, admin.as_bytes()),
+            "{} holds the admin key in clear",
+            entry.display()
+        );
+    }
+    let server = Server::start(&data, &[]);
+    let c = Client::new();
+    for key in [TestKey::ed(), TestKey::p256()] {
+        let kind = if matches!(key, TestKey::Ed(_)) {
+            "user"
+        } else {
+            "gateway"
+        };
+        let (s, reg) = post(
+            &c,
+            &server.url("/identity/register"),
+            Some(&admin),
+            &json!({"public_key": key.public(), "type": kind}),
+        );
+        assert_eq!(s, 201, "{reg}");
+        let (_, ch) = post(
+            &c,
+            &server.url("/auth/challenge"),
+            None,
+            &json!({"public_key": key.public()}),
+        );
+        let challenge = ch["challenge"].as_str().unwrap();
+        let (s, login) = post(
+            &c,
+            &server.url("/auth/verify"),
+            None,
+            &json!({"public_key": key.public(), "signature": key.sign(challenge.as_bytes()), "challenge": challenge}),
+        );
+        assert_eq!(s, 200, "{login}");
+        let token = login["token"].as_str().unwrap();
+        let id = reg["identity_id"].as_str().unwrap();
+        let (s, me) = get(&c, &server.url(&format!("/identity/{id}")), token);
+        assert_eq!((s, me["identity_id"].as_str()), (200, Some(id)));
+    }
+    // Security headers over the wire, too.
+    let res = c.get(server.url("/health")).send().unwrap();
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+}
+
+#[test]
+fn every_acknowledged_registration_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = bootstrap(&data);
+    let mut server = Server::start(&data, &["--rate-limit", "100000/60"]);
+    let url = server.url("/identity/register");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, admin, stop) = (url.clone(), admin.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let c = Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let mut acked = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let body = json!({"public_key": TestKey::ed().public(), "type": "user"});
+                    match c.post(&url).bearer_auth(&admin).json(&body).send() {
+                        Ok(res) if res.status().as_u16() == 201 => {
+                            let v: Value = res.json().unwrap();
+                            acked.push(v["identity_id"].as_str().unwrap().to_owned());
+                        }
+                        // The kill lands mid-request: no answer, no promise.
+                        _ => {}
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500)); // let the write load run (this is load, not sync)
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 20,
+        "only {} registrations in {:?}",
+        acked.len(),
+        started.elapsed()
+    );
+
+    // The store opens cleanly after the crash, and every 201 is there.
+    let server = Server::start(&data, &["--rate-limit", "100000/60"]);
+    let c = Client::new();
+    let missing: Vec<(&String, u16)> = acked
+        .iter()
+        .map(|id| {
+            (
+                id,
+                get(&c, &server.url(&format!("/identity/{id}")), &admin).0,
+            )
+        })
+        .filter(|(_, status)| *status != 200)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged registrations lost, e.g. {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly_and_a_held_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, &[]);
+    // A second server on the same data directory fails with a clear message.
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the store"), "{err}");
+    let status = server.terminate().expect("sidecar did not exit on SIGTERM");
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert!(server.log().contains("store flushed"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

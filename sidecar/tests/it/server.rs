@@ -1,0 +1,117 @@
+//! The real `sidecar` binary as a child process: started on a port the test picks, ready when
+//! `/health` answers, killed (SIGKILL) or stopped (SIGTERM) on demand, and always reaped on drop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use test_support::{free_port, http_get, wait_until};
+
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    log: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sidecar")
+}
+
+/// `sidecar bootstrap`; returns the admin key (the last line of stdout).
+pub fn bootstrap(data: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["bootstrap", "--data-dir", data.to_str().unwrap()])
+        .env_remove("KEY_ENCRYPTION_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    stdout.lines().last().unwrap().trim().to_owned()
+}
+
+impl Server {
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Self::start_on(data, free_port(), extra)
+    }
+
+    pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
+        let log = data.with_extension(format!("{port}.log"));
+        let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let listen = format!("127.0.0.1:{port}");
+        let child = Command::new(bin())
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .args(["--policies", policies.to_str().unwrap()])
+            .args(extra)
+            .env_remove("KEY_ENCRYPTION_KEY")
+            .env_remove("RATE_LIMIT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut s = Server {
+            child: Some(child),
+            port,
+            log,
+        };
+        let ready = wait_until(Duration::from_secs(20), || {
+            if let Some(Ok(Some(status))) = s.child.as_mut().map(|c| c.try_wait()) {
+                panic!("sidecar exited early ({status}):\n{}", s.log());
+            }
+            matches!(http_get(port, "/health"), Some((200, _)))
+        });
+        assert!(ready, "sidecar not ready:\n{}", s.log());
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; returns the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .ok()?;
+        let mut status = None;
+        wait_until(Duration::from_secs(10), || {
+            status = c.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,8 +1,9 @@
 //! Access and refresh tokens: issue and verify JWTs, the signing key set, JWKS export and import.
 //!
-//! jsonwebtoken signs, and verifies HS256. Asymmetric verification is done here with keys parsed
-//! once per key set: jsonwebtoken re-parses (decompresses) the public key on every call, which
-//! alone costs a tenth of an Ed25519 verify on the hot path, and its validation defaults are too
+//! jsonwebtoken computes and checks HS256 MACs. EdDSA and ES256 are signed and verified here with
+//! keys parsed once per key set: jsonwebtoken re-parses the key on every call (a PKCS#8 parse and
+//! public-key derivation per signature, a point decompression per verification, which alone costs
+//! a tenth of an Ed25519 verify on the hot path), and its validation defaults are too
 //! loose for an auth service anyway (it ignores `crit`, has a 60 s leeway, skips `nbf`, and reads
 //! the wall clock). Here the header is parsed first with an allow-list of fields (`alg`, `kid`, `typ`), so
 //! `crit`, `jku`, `x5u`, `jwk` and friends are refused rather than followed; the key is chosen by
@@ -14,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::DecodePrivateKey as _;
 use rand_core::{OsRng, RngCore};
@@ -47,13 +48,6 @@ pub enum TokenAlg {
 }
 
 impl TokenAlg {
-    fn jwt(self) -> Algorithm {
-        match self {
-            TokenAlg::EdDSA => Algorithm::EdDSA,
-            TokenAlg::ES256 => Algorithm::ES256,
-            TokenAlg::HS256 => Algorithm::HS256,
-        }
-    }
     /// The JOSE name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -198,12 +192,20 @@ enum VerifyingKey {
     Hmac(DecodingKey),
 }
 
+/// A private key parsed once, so signing does no key decoding either (jsonwebtoken parses the
+/// PKCS#8 document and re-derives the public key on every `encode`).
+enum SigningKind {
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    P256(Box<p256::ecdsa::SigningKey>),
+    Hmac(EncodingKey),
+}
+
 /// One key of the key set.
 pub struct TokenKey {
     kid: String,
     alg: TokenAlg,
     verifying: VerifyingKey,
-    encoding: Option<EncodingKey>,
+    signing: Option<SigningKind>,
     private: Option<SecretBytes>,
     jwk: Option<Value>,
 }
@@ -213,7 +215,7 @@ impl std::fmt::Debug for TokenKey {
         f.debug_struct("TokenKey")
             .field("kid", &self.kid)
             .field("alg", &self.alg)
-            .field("can_sign", &self.encoding.is_some())
+            .field("can_sign", &self.signing.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -272,15 +274,19 @@ impl TokenKey {
             }
             TokenAlg::HS256 => return Err(Error::Crypto("use TokenKey::hs256".into())),
         };
-        let encoding = match alg {
-            TokenAlg::EdDSA => EncodingKey::from_ed_der(pkcs8.expose()),
-            _ => EncodingKey::from_ec_der(pkcs8.expose()),
+        let signing = match alg {
+            TokenAlg::EdDSA => SigningKind::Ed25519(Box::new(
+                ed25519_dalek::SigningKey::from_pkcs8_der(pkcs8.expose()).map_err(|e| bad(&e))?,
+            )),
+            _ => SigningKind::P256(Box::new(
+                p256::ecdsa::SigningKey::from_pkcs8_der(pkcs8.expose()).map_err(|e| bad(&e))?,
+            )),
         };
         Ok(TokenKey {
             kid,
             alg,
             verifying,
-            encoding: Some(encoding),
+            signing: Some(signing),
             private: Some(pkcs8),
             jwk: Some(jwk),
         })
@@ -297,7 +303,7 @@ impl TokenKey {
             kid: kid.to_owned(),
             alg: TokenAlg::HS256,
             verifying: VerifyingKey::Hmac(DecodingKey::from_secret(secret.expose())),
-            encoding: Some(EncodingKey::from_secret(secret.expose())),
+            signing: Some(SigningKind::Hmac(EncodingKey::from_secret(secret.expose()))),
             private: Some(secret),
             jwk: None,
         })
@@ -346,7 +352,7 @@ impl TokenKey {
             kid: kid.to_owned(),
             alg,
             verifying,
-            encoding: None,
+            signing: None,
             private: None,
             jwk: Some(jwk.clone()),
         })
@@ -403,7 +409,7 @@ impl KeySet {
         self.keys
             .iter()
             .rev()
-            .find(|k| k.encoding.is_some() && k.alg != TokenAlg::HS256)
+            .find(|k| k.signing.is_some() && k.alg != TokenAlg::HS256)
             .map(|k| &**k)
     }
     /// All keys, oldest first.
@@ -421,13 +427,32 @@ impl KeySet {
 
     /// Sign with a specific key (HS256 apps choose their key explicitly).
     pub fn sign_with(&self, key: &TokenKey, claims: &Claims) -> Result<String> {
-        let enc = key
-            .encoding
+        let signing = key
+            .signing
             .as_ref()
             .ok_or_else(|| Error::Crypto("verify-only key cannot sign".into()))?;
-        let mut header = Header::new(key.alg.jwt());
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, claims, enc).map_err(|e| Error::Crypto(e.to_string()))
+        let crypto = |e: &dyn std::fmt::Display| Error::Crypto(e.to_string());
+        let header = json!({"typ": "JWT", "alg": key.alg.as_str(), "kid": key.kid});
+        let payload = serde_json::to_vec(claims).map_err(|e| crypto(&e))?;
+        let signing_input = format!(
+            "{}.{}",
+            b64::url_encode(header.to_string().as_bytes()),
+            b64::url_encode(&payload)
+        );
+        let message = signing_input.as_bytes();
+        let signature = match signing {
+            SigningKind::Ed25519(k) => {
+                b64::url_encode(&ed25519_dalek::Signer::sign(k.as_ref(), message).to_bytes())
+            }
+            SigningKind::P256(k) => {
+                let sig: p256::ecdsa::Signature =
+                    p256::ecdsa::signature::Signer::sign(k.as_ref(), message);
+                b64::url_encode(&sig.normalize_s().unwrap_or(sig).to_bytes())
+            }
+            SigningKind::Hmac(enc) => jsonwebtoken::crypto::sign(message, enc, Algorithm::HS256)
+                .map_err(|e| crypto(&e))?,
+        };
+        Ok(format!("{signing_input}.{signature}"))
     }
 
     /// The public JWKS document (`/.well-known/jwks.json`). HS256 secrets never appear.

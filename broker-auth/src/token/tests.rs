@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::revocation::{NoRevocations, RevocationSet};
+use jsonwebtoken::Header;
 
 const NOW: UnixTime = 1_700_000_000;
 

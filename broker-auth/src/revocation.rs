@@ -4,7 +4,7 @@
 //! hot path. Entries carry the time after which every token they could match has expired anyway,
 //! so the set can be pruned without forgetting a live revocation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::RwLock;
 
 use crate::UnixTime;
@@ -30,6 +30,18 @@ impl Revocations for NoRevocations {
     }
 }
 
+/// One recorded revocation, as the change log reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoked {
+    /// A session id.
+    Session(String),
+    /// Every token of a subject issued up to the instant.
+    Subject(String, UnixTime),
+}
+
+/// How many recent revocations the change log keeps for watchers (connection cutters).
+const CHANGE_LOG: usize = 65_536;
+
 /// In-memory revocation set shared by every enforcement point of a process.
 #[derive(Debug, Default)]
 pub struct RevocationSet {
@@ -37,6 +49,8 @@ pub struct RevocationSet {
     sessions: RwLock<HashMap<String, UnixTime>>,
     // subject -> (revoked-before instant, forget-after)
     subjects: RwLock<HashMap<String, (UnixTime, UnixTime)>>,
+    // (sequence, what) of recent revocations, for whoever must cut live connections
+    changes: RwLock<(u64, VecDeque<(u64, Revoked)>)>,
 }
 
 impl RevocationSet {
@@ -51,6 +65,7 @@ impl RevocationSet {
             let e = m.entry(sid.to_owned()).or_insert(forget_after);
             *e = (*e).max(forget_after);
         }
+        self.log(Revoked::Session(sid.to_owned()));
     }
 
     /// Revoke every token of `sub` issued at or before `before`.
@@ -59,6 +74,34 @@ impl RevocationSet {
             let e = m.entry(sub.to_owned()).or_insert((before, forget_after));
             e.0 = e.0.max(before);
             e.1 = e.1.max(forget_after);
+        }
+        self.log(Revoked::Subject(sub.to_owned(), before));
+    }
+
+    fn log(&self, what: Revoked) {
+        if let Ok(mut c) = self.changes.write() {
+            c.0 += 1;
+            let seq = c.0;
+            c.1.push_back((seq, what));
+            while c.1.len() > CHANGE_LOG {
+                c.1.pop_front();
+            }
+        }
+    }
+
+    /// Revocations recorded after sequence `since`, and the sequence to ask from next time. A
+    /// watcher that fell more than the log's length behind gets what is left (the set itself is
+    /// always complete; only the cutting of already-open connections relies on the log).
+    pub fn changes_since(&self, since: u64) -> (Vec<Revoked>, u64) {
+        match self.changes.read() {
+            Ok(c) => (
+                c.1.iter()
+                    .filter(|(s, _)| *s > since)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                c.0,
+            ),
+            Err(_) => (vec![], since),
         }
     }
 
@@ -121,5 +164,16 @@ mod tests {
         assert!(r.is_subject_revoked("dev-1", 10));
         r.prune(300);
         assert!(r.is_empty());
+        let (changes, next) = r.changes_since(0);
+        assert_eq!(
+            changes,
+            vec![
+                Revoked::Session("s1".into()),
+                Revoked::Subject("dev-1".into(), 50)
+            ]
+        );
+        assert_eq!(r.changes_since(next).0, vec![]);
+        r.revoke_session("s2", 400);
+        assert_eq!(r.changes_since(next).0, vec![Revoked::Session("s2".into())]);
     }
 }

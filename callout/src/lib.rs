@@ -1,76 +1,17 @@
 //! # callout: the NATS auth-callout responder
 //!
-//! nats-server asks `$SYS.REQ.USER.AUTH` about every connecting client; the responder verifies the
+//! nats-server asks `$SYS.REQ.USER.AUTH` about every connecting client. The responder verifies the
 //! client's token with `broker-auth`, computes its grants once, and answers with a user JWT that
-//! carries them as NATS permissions. The NATS connection, queue group, xkey sealing and revocation
-//! kicks arrive with the callout issue; this crate already holds the pure translation from grants
-//! to the user JWT's permissions, so the mapping is fixed and tested before any socket is opened.
+//! carries them as NATS permissions and expires with the token. `responder` is the pure
+//! request → response step; `service` is the NATS side (queue group, bounded concurrency,
+//! reconnects, draining, and cutting revoked sessions' live connections).
 
-use broker_auth::grants::CompiledGrants;
-use broker_auth::nats_jwt::{Permission, Permissions, ResponsePermission};
+pub mod config;
+pub mod error;
+pub mod permissions;
+pub mod responder;
+pub mod service;
 
-/// How long a client may take to answer a request it received (Go `time.Duration`, nanoseconds).
-const RESPONSE_TTL_NANOS: i64 = 60_000_000_000;
-
-/// The `pub`/`sub`/`resp` of a user JWT for these grants. A superuser gets `>` both ways (as it
-/// bypasses ACLs on MQTT); otherwise MQTT patterns are translated and NATS-only subjects added.
-/// Nothing granted means empty allow lists, which nats-server reads as "deny all".
-pub fn permissions_for(grants: &CompiledGrants) -> Permissions {
-    let p = grants.nats_permissions();
-    Permissions {
-        publish: Permission {
-            allow: p.publish,
-            deny: vec![],
-        },
-        subscribe: Permission {
-            allow: p.subscribe,
-            deny: vec![],
-        },
-        resp: p.allow_responses.then_some(ResponsePermission {
-            max: 1,
-            ttl: RESPONSE_TTL_NANOS,
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use broker_auth::grants::{Grants, NatsGrants};
-
-    #[test]
-    fn device_grants_become_nats_permissions() {
-        let g = CompiledGrants::compile(Grants {
-            publish: vec!["devices/d1/#".into()],
-            subscribe: vec!["devices/d1/cmd/#".into()],
-            nats: NatsGrants {
-                subscribe: vec!["_INBOX.>".into()],
-                allow_responses: true,
-                ..Default::default()
-            },
-            ..Default::default()
-        })
-        .unwrap();
-        let p = permissions_for(&g);
-        assert_eq!(p.publish.allow, vec!["devices.d1", "devices.d1.>"]);
-        assert_eq!(
-            p.subscribe.allow,
-            vec!["_INBOX.>", "devices.d1.cmd", "devices.d1.cmd.>"]
-        );
-        assert_eq!(p.resp.unwrap().max, 1);
-    }
-
-    #[test]
-    fn superuser_gets_everything_and_nobody_gets_nothing() {
-        let su = CompiledGrants::compile(Grants {
-            superuser: true,
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(permissions_for(&su).publish.allow, vec![">"]);
-        let none = permissions_for(&CompiledGrants::compile(Grants::default()).unwrap());
-        assert!(
-            none.publish.allow.is_empty() && none.subscribe.allow.is_empty() && none.resp.is_none()
-        );
-    }
-}
+pub use error::CalloutError;
+pub use permissions::permissions_for;
+pub use responder::{AccountMap, Outcome, Responder, Shared};

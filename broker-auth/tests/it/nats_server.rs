@@ -134,6 +134,9 @@ async fn responder(
         .queue_subscribe("$SYS.REQ.USER.AUTH", "callout".into())
         .await
         .unwrap();
+    // `flush` only empties the client's buffer: a request nobody answers returns "no responders"
+    // once the server has processed the subscription before it.
+    let _ = client.request("_PROBE.callout-ready", "".into()).await;
     let c = client.clone();
     tokio::spawn(async move {
         let issuer = nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap();

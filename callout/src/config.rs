@@ -1,0 +1,158 @@
+//! The typed configuration of the `callout` binary (flags and environment), and the helpers that
+//! turn it into NATS connections and a responder. Seed files must not be group/other-readable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::error::CalloutError;
+use crate::responder::{AccountMap, Responder};
+
+/// A secret from flags or the environment; never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct CalloutArgs {
+    /// nats-server URL.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: String,
+    /// `auth_users` user the responder connects as.
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "NATS_PASSWORD", value_parser = secret, hide_env_values = true)]
+    pub nats_password: Option<Secret>,
+    /// `.creds` file instead of user/password.
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// Account seed (SA…) that signs responses and config-mode user JWTs.
+    #[arg(long, env = "CALLOUT_ISSUER_SEED_FILE")]
+    pub issuer_seed_file: PathBuf,
+    /// Curve seed (SX…); its public key is the server config's `xkey`.
+    #[arg(long, env = "CALLOUT_XKEY_SEED_FILE")]
+    pub xkey_seed_file: Option<PathBuf>,
+    /// Config mode: account for principals without a tenant mapping.
+    #[arg(long, env = "CALLOUT_ACCOUNT", default_value = "APP")]
+    pub account: String,
+    /// Config mode: `tenant=ACCOUNT` pairs, comma-separated.
+    #[arg(long, env = "CALLOUT_ACCOUNT_MAP", value_delimiter = ',')]
+    pub account_map: Vec<String>,
+    /// Queue group shared by all responders.
+    #[arg(
+        long,
+        env = "CALLOUT_QUEUE_GROUP",
+        default_value = "broker-auth-callout"
+    )]
+    pub queue_group: String,
+    /// Requests answered concurrently.
+    #[arg(long, env = "CALLOUT_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// System-account user for kicking revoked connections (optional).
+    #[arg(long, env = "CALLOUT_KICK_USER")]
+    pub kick_user: Option<String>,
+    #[arg(long, env = "CALLOUT_KICK_PASSWORD", value_parser = secret, hide_env_values = true)]
+    pub kick_password: Option<Secret>,
+    /// Sidecar base URL (split mode: JWKS and revocation feed).
+    #[arg(long, env = "SIDECAR_URL")]
+    pub sidecar_url: Option<String>,
+    /// Admin API key for the sidecar's revocation feed.
+    #[arg(long, env = "SIDECAR_TOKEN", value_parser = secret, hide_env_values = true)]
+    pub sidecar_token: Option<Secret>,
+    /// Rego policy directory.
+    #[arg(long, env = "POLICY_DIR", default_value = "./policies")]
+    pub policies: PathBuf,
+    /// `iss` of accepted tokens (the sidecar's PUBLIC_URL, or `broker-auth`).
+    #[arg(long, env = "TOKEN_ISSUER", default_value = "broker-auth")]
+    pub token_issuer: String,
+    /// `aud` of accepted tokens.
+    #[arg(long, env = "TOKEN_AUDIENCE", default_value = "broker-auth")]
+    pub token_audience: String,
+}
+
+/// Read a seed file, refusing one that group or others can read.
+pub fn read_seed(path: &Path) -> Result<String, CalloutError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CalloutError::Config(format!("{}: {e}", path.display())))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(CalloutError::Config(format!(
+            "{} is readable by group or others; run `chmod 600` on it",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| CalloutError::Config(format!("{}: {e}", path.display())))
+}
+
+impl CalloutArgs {
+    pub fn accounts(&self) -> Result<AccountMap, CalloutError> {
+        let mut tenants = HashMap::new();
+        for pair in &self.account_map {
+            let (t, a) = pair.split_once('=').ok_or_else(|| {
+                CalloutError::Config(format!("account map entry {pair:?} is not tenant=ACCOUNT"))
+            })?;
+            tenants.insert(t.trim().to_owned(), a.trim().to_owned());
+        }
+        Ok(AccountMap {
+            default: self.account.clone(),
+            tenants,
+        })
+    }
+
+    pub fn responder(&self) -> Result<Responder, CalloutError> {
+        let issuer = read_seed(&self.issuer_seed_file)?;
+        let xkey = self.xkey_seed_file.as_deref().map(read_seed).transpose()?;
+        Responder::new(&issuer, xkey.as_deref(), self.accounts()?)
+    }
+
+    /// The responder's own connection: reconnects forever, resubscribes on its own.
+    pub async fn connect(&self) -> Result<async_nats::Client, CalloutError> {
+        let opts = match (&self.nats_creds, &self.nats_user, &self.nats_password) {
+            (Some(creds), _, _) => async_nats::ConnectOptions::with_credentials_file(creds)
+                .await
+                .map_err(|e| CalloutError::Config(format!("{}: {e}", creds.display())))?,
+            (None, Some(u), Some(p)) => {
+                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.0.clone())
+            }
+            _ => {
+                return Err(CalloutError::Config(
+                    "give --nats-creds or --nats-user and --nats-password".into(),
+                ));
+            }
+        };
+        opts.name("broker-auth-callout")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connect(self.nats_url.as_str())
+            .await
+            .map_err(|e| CalloutError::Nats(e.to_string()))
+    }
+
+    pub async fn connect_kicker(&self) -> Result<Option<async_nats::Client>, CalloutError> {
+        match (&self.kick_user, &self.kick_password) {
+            (Some(u), Some(p)) => {
+                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.0.clone())
+                    .name("broker-auth-callout-kicker")
+                    .retry_on_initial_connect()
+                    .max_reconnects(None)
+                    .connect(self.nats_url.as_str())
+                    .await
+                    .map(Some)
+                    .map_err(|e| CalloutError::Nats(e.to_string()))
+            }
+            _ => Ok(None),
+        }
+    }
+}

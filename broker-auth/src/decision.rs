@@ -205,7 +205,7 @@ pub fn authorize_connect(
         Ok(p) => p,
         Err(code) => return Decision::deny(code, "token claims are not a valid principal"),
     };
-    let grants = match ctx.policy.grants(&principal) {
+    let grants = match ctx.policy.grants_cached(&principal) {
         Ok(g) => g,
         Err(_) => return Decision::deny(DenyCode::PolicyError, "policy evaluation failed"),
     };
@@ -225,7 +225,7 @@ pub fn authorize_connect(
         Authorized {
             principal,
             claims,
-            grants: Arc::new(grants),
+            grants,
         },
     )
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod permissions;
 pub mod responder;
 pub mod service;
+pub mod xbox;
 
 pub use error::CalloutError;
 pub use permissions::permissions_for;

@@ -61,7 +61,7 @@ pub struct Outcome {
 /// Signs responses (config mode: the issuer account) and opens/seals xkey traffic.
 pub struct Responder {
     issuer: nkeys::KeyPair,
-    xkey: Option<nkeys::XKey>,
+    xkey: Option<crate::xbox::XBox>,
     accounts: AccountMap,
 }
 
@@ -69,7 +69,10 @@ impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Responder")
             .field("issuer", &self.issuer.public_key())
-            .field("xkey", &self.xkey.as_ref().map(|x| x.public_key()))
+            .field(
+                "xkey",
+                &self.xkey.as_ref().map(|x| x.public_key().to_owned()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -103,8 +106,9 @@ impl Responder {
         }
         let xkey = xkey_seed
             .map(|s| {
-                nkeys::XKey::from_seed(s.trim())
-                    .map_err(|_| CalloutError::Config("xkey seed is not a curve seed (SX…)".into()))
+                crate::xbox::XBox::from_seed(s).ok_or_else(|| {
+                    CalloutError::Config("xkey seed is not a curve seed (SX…)".into())
+                })
             })
             .transpose()?;
         Ok(Responder {
@@ -126,12 +130,9 @@ impl Responder {
         server_xkey: Option<&str>,
         now: UnixTime,
     ) -> Result<(Vec<u8>, Outcome), Unanswerable> {
-        let sender = match server_xkey {
-            Some(k) => Some(nkeys::XKey::from_public_key(k).map_err(|_| Unanswerable::Unseal)?),
-            None => None,
-        };
+        let sender = server_xkey;
         let opened;
-        let body: &[u8] = match (&sender, &self.xkey) {
+        let body: &[u8] = match (sender, &self.xkey) {
             (Some(sender), Some(ours)) => {
                 opened = ours
                     .open(payload, sender)
@@ -169,10 +170,10 @@ impl Responder {
         }
         let jwt = nats_jwt::encode(&mut response, &self.issuer, now)
             .map_err(|e| Unanswerable::Sign(e.to_string()))?;
-        let out = match (&sender, &self.xkey) {
+        let out = match (sender, &self.xkey) {
             (Some(sender), Some(ours)) => ours
                 .seal(jwt.as_bytes(), sender)
-                .map_err(|e| Unanswerable::Sign(e.to_string()))?,
+                .map_err(|_| Unanswerable::Sign("xkey seal failed".into()))?,
             _ => jwt.into_bytes(),
         };
         Ok((out, outcome))

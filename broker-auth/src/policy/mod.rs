@@ -103,7 +103,13 @@ pub struct PolicySet {
     packages: Vec<String>,
     evaluator: Evaluator,
     warnings: Vec<String>,
+    // Grants per principal, memoized for this set only (a reload starts empty). Reconnecting
+    // clients are the common case at the connect path; Rego then runs once per principal.
+    cache: std::sync::Mutex<std::collections::HashMap<String, Arc<CompiledGrants>>>,
 }
+
+/// Principals whose grants a policy set remembers before it starts over.
+const GRANTS_CACHE_ENTRIES: usize = 10_000;
 
 impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -248,6 +254,7 @@ impl PolicySet {
             packages,
             evaluator: Evaluator::Interpreter,
             warnings: vec![],
+            cache: Default::default(),
         };
         // Evaluate on both evaluators: errors that only show at run time surface now, and the
         // RVM serves only where it agrees with the interpreter (regorus 0.14's RVM has known
@@ -343,6 +350,22 @@ impl PolicySet {
     /// The principal's grants, compiled for per-message checks.
     pub fn grants(&self, principal: &Principal) -> Result<CompiledGrants> {
         self.grants_with(principal, self.evaluator)
+    }
+
+    /// [`PolicySet::grants`], memoized per principal (every field of it) for the life of this set.
+    pub fn grants_cached(&self, principal: &Principal) -> Result<Arc<CompiledGrants>> {
+        let key = serde_json::to_string(principal).map_err(policy_err)?;
+        if let Some(g) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(g);
+        }
+        let g = Arc::new(self.grants(principal)?);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= GRANTS_CACHE_ENTRIES {
+                c.clear();
+            }
+            c.insert(key, g.clone());
+        }
+        Ok(g)
     }
 
     /// The principal's grants on a chosen evaluator.

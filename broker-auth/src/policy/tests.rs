@@ -106,3 +106,23 @@ grants := {"publish": ["a/#"], "subscribe": sort([s | some s in subs(input.princ
         PolicySet::from_sources(vec![src("b.rego", MINIMAL), src("a.rego", MINIMAL_ACL)]).unwrap();
     assert_eq!(ok.evaluator(), Evaluator::Rvm);
 }
+
+#[test]
+fn grants_are_memoized_per_principal_and_per_set() {
+    let set =
+        PolicySet::from_sources(vec![src("b.rego", MINIMAL), src("a.rego", MINIMAL_ACL)]).unwrap();
+    let p = sample_principal();
+    let a = set.grants_cached(&p).unwrap();
+    let b = set.grants_cached(&p).unwrap();
+    assert!(Arc::ptr_eq(&a, &b), "second call served from the cache");
+    let mut other = p.clone();
+    other.id = "dev-OTHER".into();
+    assert_eq!(
+        set.grants_cached(&other).unwrap().source().publish,
+        vec!["x/dev-OTHER"]
+    );
+    // A new set (a reload) computes afresh.
+    let again =
+        PolicySet::from_sources(vec![src("b.rego", MINIMAL), src("a.rego", MINIMAL_ACL)]).unwrap();
+    assert!(!Arc::ptr_eq(&a, &again.grants_cached(&p).unwrap()));
+}

@@ -27,7 +27,7 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn config(xkey: bool) -> String {
+pub fn config(xkey: bool) -> String {
     let debug = if std::env::var_os("NATS_DEBUG").is_some() {
         "debug: true\ntrace: true\n"
     } else {
@@ -47,13 +47,13 @@ fn config(xkey: bool) -> String {
     )
 }
 
-struct World {
+pub struct World {
     shared: Shared,
     cfg: TokenConfig,
 }
 
 impl World {
-    fn new() -> World {
+    pub fn new() -> World {
         let cfg = TokenConfig::new("https://auth.test", "broker-auth");
         let policy = PolicySet::load_dir(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
@@ -72,21 +72,21 @@ impl World {
         }
     }
 
-    fn token(&self, sub: &str, ttl: i64, f: impl FnOnce(&mut Claims)) -> String {
+    pub fn token(&self, sub: &str, ttl: i64, f: impl FnOnce(&mut Claims)) -> String {
         let mut c = Claims::new(&self.cfg, sub, now(), ttl, TokenUse::Access);
         f(&mut c);
         self.shared.keys.load().sign(&c).unwrap()
     }
 }
 
-struct Running {
+pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     stats: Arc<Stats>,
 }
 
 impl Running {
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -94,7 +94,7 @@ impl Running {
     }
 }
 
-async fn start_responder(url: &str, world: &World, xkey: bool, kick: bool) -> Running {
+pub async fn start_responder(url: &str, world: &World, xkey: bool, kick: bool) -> Running {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("callout=debug")

@@ -105,9 +105,87 @@ pub struct ServeArgs {
     /// Lifetime of an announcement (and its refresh token), seconds.
     #[arg(long, env = "ANNOUNCEMENT_TTL", default_value_t = 30 * 86_400)]
     pub announcement_ttl: i64,
+    /// nats-server URL: when set, the NATS auth-callout responder runs in this process and shares
+    /// its key set, revocation set and policy set.
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+    #[command(flatten)]
+    pub callout: CalloutServeArgs,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// The in-process responder's settings (the `callout` binary's flags, prefixed `--callout-`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct CalloutServeArgs {
+    /// `auth_users` user the responder connects as.
+    #[arg(long, env = "CALLOUT_NATS_USER")]
+    pub callout_nats_user: Option<String>,
+    #[arg(long, env = "CALLOUT_NATS_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    pub callout_nats_password: Option<SecretArg>,
+    /// `.creds` file instead of user/password.
+    #[arg(long, env = "CALLOUT_NATS_CREDS")]
+    pub callout_nats_creds: Option<PathBuf>,
+    /// Account seed (SA…, mode 0600) that signs responses and user JWTs.
+    #[arg(long, env = "CALLOUT_ISSUER_SEED_FILE")]
+    pub callout_issuer_seed_file: Option<PathBuf>,
+    /// Curve seed (SX…, mode 0600) when the server config sets `xkey`.
+    #[arg(long, env = "CALLOUT_XKEY_SEED_FILE")]
+    pub callout_xkey_seed_file: Option<PathBuf>,
+    /// Account for principals without a tenant mapping.
+    #[arg(long, env = "CALLOUT_ACCOUNT", default_value = "APP")]
+    pub callout_account: String,
+    /// `tenant=ACCOUNT` pairs, comma-separated.
+    #[arg(long, env = "CALLOUT_ACCOUNT_MAP", value_delimiter = ',')]
+    pub callout_account_map: Vec<String>,
+    #[arg(
+        long,
+        env = "CALLOUT_QUEUE_GROUP",
+        default_value = "broker-auth-callout"
+    )]
+    pub callout_queue_group: String,
+    /// System-account user for kicking revoked connections.
+    #[arg(long, env = "CALLOUT_KICK_USER")]
+    pub callout_kick_user: Option<String>,
+    #[arg(long, env = "CALLOUT_KICK_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    pub callout_kick_password: Option<SecretArg>,
+}
+
+impl CalloutServeArgs {
+    /// The same settings in the `callout` binary's terms.
+    pub fn to_callout(
+        &self,
+        nats_url: &str,
+        policies: &std::path::Path,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<callout::config::CalloutArgs, SidecarError> {
+        let seed = self.callout_issuer_seed_file.clone().ok_or_else(|| {
+            SidecarError::Config("NATS_URL is set: give --callout-issuer-seed-file too".into())
+        })?;
+        let secret =
+            |s: &Option<SecretArg>| s.as_ref().map(|s| callout::config::Secret(s.0.clone()));
+        Ok(callout::config::CalloutArgs {
+            nats_url: nats_url.to_owned(),
+            nats_user: self.callout_nats_user.clone(),
+            nats_password: secret(&self.callout_nats_password),
+            nats_creds: self.callout_nats_creds.clone(),
+            issuer_seed_file: seed,
+            xkey_seed_file: self.callout_xkey_seed_file.clone(),
+            account: self.callout_account.clone(),
+            account_map: self.callout_account_map.clone(),
+            queue_group: self.callout_queue_group.clone(),
+            max_in_flight: 256,
+            kick_user: self.callout_kick_user.clone(),
+            kick_password: secret(&self.callout_kick_password),
+            sidecar_url: None,
+            sidecar_token: None,
+            policies: policies.to_owned(),
+            token_issuer: issuer.to_owned(),
+            token_audience: audience.to_owned(),
+        })
+    }
 }
 
 impl ServeArgs {

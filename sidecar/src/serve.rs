@@ -68,9 +68,9 @@ pub fn build_state(
     metrics.identities.set(store.identity_count()? as i64);
     Ok(Arc::new(AppState {
         limiter: RateLimiter::new(config.limits(), bans),
-        verifier: Verifier::new(token_config.clone()),
+        verifier: Arc::new(Verifier::new(token_config.clone())),
         token_config,
-        keys: ArcSwap::from_pointee(keys),
+        keys: Arc::new(ArcSwap::from_pointee(keys)),
         revocations: Arc::new(revocations),
         policy: Arc::new(SharedPolicy::new(policy)),
         store,
@@ -79,6 +79,71 @@ pub fn build_state(
         master,
         config,
     }))
+}
+
+/// Check the responder's configuration (seed files, account map) before serving anything.
+fn prepare_callout(
+    state: &State,
+    url: &str,
+) -> Result<(callout::config::CalloutArgs, Arc<callout::Responder>), SidecarError> {
+    let c = &state.config;
+    let args = c
+        .callout
+        .to_callout(url, &c.policies, &c.issuer(), &c.audience)?;
+    let responder = args
+        .responder()
+        .map_err(|e| SidecarError::Config(e.to_string()))?;
+    Ok((args, Arc::new(responder)))
+}
+
+/// The in-process NATS auth-callout responder, sharing this process's keys, revocations and
+/// policy. nats-server may come up after us (operator mode needs our resolver first), so the
+/// connection is retried in the background and nothing here blocks the REST service.
+async fn run_callout(
+    state: State,
+    (args, responder): (callout::config::CalloutArgs, Arc<callout::Responder>),
+    shutdown: impl Future<Output = ()>,
+) {
+    let shared = callout::Shared {
+        keys: state.keys.clone(),
+        verifier: state.verifier.clone(),
+        revocations: state.revocations.clone(),
+        policy: state.policy.clone(),
+    };
+    tokio::pin!(shutdown);
+    let service = loop {
+        let attempt = async {
+            let client = args.connect().await?;
+            let kicker = args.connect_kicker().await?;
+            callout::service::subscribe(
+                client,
+                kicker,
+                responder.clone(),
+                shared.clone(),
+                callout::service::ServiceOptions {
+                    queue_group: args.queue_group.clone(),
+                    max_in_flight: args.max_in_flight,
+                    ..Default::default()
+                },
+                Arc::new(callout::service::Stats::default()),
+            )
+            .await
+        };
+        tokio::select! {
+            r = attempt => match r {
+                Ok(s) => break s,
+                Err(e) => tracing::warn!(error = %e, "NATS callout not ready; retrying"),
+            },
+            _ = &mut shutdown => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = &mut shutdown => return,
+        }
+    };
+    if let Err(e) = service.run(shutdown).await {
+        tracing::error!(error = %e, "NATS callout stopped");
+    }
 }
 
 /// Serve until `shutdown` resolves. `ready` receives the bound address (port 0 picks one).
@@ -112,14 +177,35 @@ pub async fn run(
         }
     });
 
+    // One shutdown signal, several listeners: the REST server and the in-process responder.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let responder = match &state.config.nats_url {
+        Some(url) => Some(tokio::spawn(run_callout(
+            state.clone(),
+            prepare_callout(&state, url)?,
+            stopped(stop_rx.clone()),
+        ))),
+        None => None,
+    };
+
     if let Some(tx) = ready {
         let _ = tx.send(addr);
     }
     warp::serve(crate::api::routes(state.clone()))
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(stopped(stop_rx))
         .run()
         .await;
+    if let Some(r) = responder {
+        let _ = r.await;
+    }
     janitor.abort();
     store.flush().await?;
     tracing::info!("sidecar stopped; store flushed");

@@ -26,9 +26,9 @@ pub type State = Arc<AppState>;
 pub struct AppState {
     pub config: ServeArgs,
     pub store: Arc<dyn Store>,
-    pub keys: ArcSwap<KeySet>,
+    pub keys: Arc<ArcSwap<KeySet>>,
     pub token_config: TokenConfig,
-    pub verifier: Verifier,
+    pub verifier: Arc<Verifier>,
     pub revocations: Arc<RevocationSet>,
     pub policy: Arc<SharedPolicy>,
     pub limiter: RateLimiter,

@@ -9,5 +9,6 @@ mod e2e;
 mod harness;
 mod identity_routes;
 mod interop;
+mod nats_callout;
 mod policy_cli;
 mod server;

@@ -1,0 +1,166 @@
+//! `sidecar serve` with `--nats-url`: the in-process responder shares the sidecar's keys and
+//! revocations, so a device announced over REST connects to a real nats-server with its token,
+//! and deregistering over REST cuts its live NATS connection.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use async_nats::{ConnectOptions, Event};
+use serde_json::{Value, json};
+use test_support::NatsServer;
+use tokio::sync::mpsc;
+
+use super::harness::TestKey;
+use super::server::Server;
+
+const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
+const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
+
+fn nats_config() -> String {
+    let issuer = nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap().public_key();
+    let curve = nkeys::XKey::from_seed(CURVE_SEED).unwrap().public_key();
+    format!(
+        "accounts {{\n  AUTH {{ users: [ {{ user: auth, password: auth-pw }} ] }}\n  APP {{}}\n  SYS {{ users: [ {{ user: sys, password: sys-pw }} ] }}\n}}\n\
+         system_account: SYS\n\
+         authorization {{\n  auth_callout {{\n    issuer: {issuer}\n    auth_users: [ auth, sys ]\n    account: AUTH\n    xkey: {curve}\n  }}\n}}\n"
+    )
+}
+
+fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, seed).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+async fn connect(
+    url: &str,
+    token: &str,
+) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let c = ConnectOptions::with_token(token.to_owned())
+        .max_reconnects(Some(0))
+        .event_callback(move |ev| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(match ev {
+                    Event::ServerError(e) => format!("error: {e}"),
+                    other => other.to_string(),
+                });
+            }
+        })
+        .connect(url)
+        .await?;
+    Ok((c, rx))
+}
+
+async fn expect(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str, within: Duration) {
+    tokio::time::timeout(within, async {
+        while let Some(ev) = rx.recv().await {
+            if ev.to_lowercase().contains(needle) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} within {within:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_announced_over_rest_connect_to_nats_and_deregistering_cuts_them() {
+    let nats = NatsServer::start(&nats_config());
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = seed_file(dir.path(), "issuer.seed", ISSUER_SEED);
+    let curve = seed_file(dir.path(), "xkey.seed", CURVE_SEED);
+    let url = nats.url();
+    let data = dir.path().join("data");
+    let server = tokio::task::spawn_blocking(move || {
+        Server::start(
+            &data,
+            &[
+                "--nats-url",
+                &url,
+                "--callout-nats-user",
+                "auth",
+                "--callout-nats-password",
+                "auth-pw",
+                "--callout-issuer-seed-file",
+                &issuer,
+                "--callout-xkey-seed-file",
+                &curve,
+                "--callout-kick-user",
+                "sys",
+                "--callout-kick-password",
+                "sys-pw",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+
+    let key = TestKey::ed();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = json!({"public_key": key.public(), "timestamp": ts,
+        "signature": key.sign(format!("announce:{}:{ts}", key.public()).as_bytes())});
+    let http = reqwest::Client::new();
+    let ann: Value = http
+        .post(server.url("/v1/announce"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = ann["access_token"].as_str().unwrap().to_owned();
+    let device = ann["device_address"].as_str().unwrap().to_owned();
+
+    // The responder subscribes in the background; poll until the first connect goes through.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (client, mut events) = loop {
+        match connect(&nats.url(), &token).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no connect through the in-process callout: {e}\n{}",
+                    server.log()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await; // poll for the responder's readiness
+            }
+        }
+    };
+    // Its grants: its own command subjects, not another device's.
+    client
+        .subscribe(format!("devices.{device}.cmd.reboot"))
+        .await
+        .unwrap();
+    client
+        .subscribe("devices.dev-SOMEONEELSE.cmd.reboot")
+        .await
+        .unwrap();
+    expect(&mut events, "permissions violation", Duration::from_secs(5)).await;
+
+    // Deregister over REST: the live NATS connection is cut within about a second.
+    let t = Instant::now();
+    let res = http
+        .delete(server.url("/v1/announce"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    expect(&mut events, "disconnected", Duration::from_secs(3)).await;
+    assert!(
+        t.elapsed() < Duration::from_millis(2000),
+        "cut after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        connect(&nats.url(), &token).await.is_err(),
+        "the ended announcement's token must not reconnect"
+    );
+}

@@ -42,6 +42,10 @@ pub struct CalloutArgs {
     /// Curve seed (SX…); its public key is the server config's `xkey`.
     #[arg(long, env = "CALLOUT_XKEY_SEED_FILE")]
     pub xkey_seed_file: Option<PathBuf>,
+    /// Operator mode: the target account's seed (SA…, mode 0600); user JWTs are issued by it, and
+    /// it must be in the callout account's `allowed_accounts`. Absent: config mode.
+    #[arg(long, env = "CALLOUT_TARGET_ACCOUNT_SEED_FILE")]
+    pub target_account_seed_file: Option<PathBuf>,
     /// Config mode: account for principals without a tenant mapping.
     #[arg(long, env = "CALLOUT_ACCOUNT", default_value = "APP")]
     pub account: String,
@@ -114,7 +118,23 @@ impl CalloutArgs {
     pub fn responder(&self) -> Result<Responder, CalloutError> {
         let issuer = read_seed(&self.issuer_seed_file)?;
         let xkey = self.xkey_seed_file.as_deref().map(read_seed).transpose()?;
-        Responder::new(&issuer, xkey.as_deref(), self.accounts()?)
+        match &self.target_account_seed_file {
+            Some(target) => {
+                let seed = read_seed(target)?;
+                let default = nkeys::KeyPair::from_seed(&seed).map_err(|_| {
+                    CalloutError::Config(format!("{}: not an nkey seed", target.display()))
+                })?;
+                Responder::operator(
+                    &issuer,
+                    xkey.as_deref(),
+                    crate::responder::Signers {
+                        default,
+                        tenants: Default::default(),
+                    },
+                )
+            }
+            None => Responder::new(&issuer, xkey.as_deref(), self.accounts()?),
+        }
     }
 
     /// The responder's own connection: reconnects forever, resubscribes on its own.

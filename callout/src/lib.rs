@@ -15,4 +15,4 @@ pub mod xbox;
 
 pub use error::CalloutError;
 pub use permissions::permissions_for;
-pub use responder::{AccountMap, Outcome, Responder, Shared};
+pub use responder::{AccountMap, Outcome, Responder, Shared, Signers};

@@ -63,6 +63,25 @@ pub struct Responder {
     issuer: nkeys::KeyPair,
     xkey: Option<crate::xbox::XBox>,
     accounts: AccountMap,
+    // Operator mode: user JWTs are signed by the target account's key (which must be in the
+    // callout account's `allowed_accounts`); config mode signs them with `issuer`.
+    signers: Option<Signers>,
+}
+
+/// Operator mode: the account keys user JWTs are issued by.
+pub struct Signers {
+    /// Account for principals without a tenant mapping.
+    pub default: nkeys::KeyPair,
+    /// tenant → account key.
+    pub tenants: HashMap<String, nkeys::KeyPair>,
+}
+
+impl Signers {
+    fn for_tenant(&self, tenant: Option<&str>) -> &nkeys::KeyPair {
+        tenant
+            .and_then(|t| self.tenants.get(t))
+            .unwrap_or(&self.default)
+    }
 }
 
 impl std::fmt::Debug for Responder {
@@ -115,7 +134,29 @@ impl Responder {
             issuer,
             xkey,
             accounts,
+            signers: None,
         })
+    }
+
+    /// Operator mode: `callout_account_seed` signs responses (the account whose `authorization`
+    /// names this responder); user JWTs are issued by the target account keys in `signers`.
+    pub fn operator(
+        callout_account_seed: &str,
+        xkey_seed: Option<&str>,
+        signers: Signers,
+    ) -> Result<Responder, CalloutError> {
+        let all_accounts = std::iter::once(&signers.default).chain(signers.tenants.values());
+        if all_accounts
+            .into_iter()
+            .any(|k| !k.public_key().starts_with('A'))
+        {
+            return Err(CalloutError::Config(
+                "target account signers must be account keys (SA…)".into(),
+            ));
+        }
+        let mut r = Responder::new(callout_account_seed, xkey_seed, AccountMap::default())?;
+        r.signers = Some(signers);
+        Ok(r)
     }
 
     pub fn issuer_public_key(&self) -> String {
@@ -220,15 +261,25 @@ impl Responder {
         outcome.expires_at = Some(a.claims.exp);
         let mut user = NatsClaims::<User>::new(r.user_nkey.clone());
         user.name = a.principal.id.clone();
-        user.aud = self
-            .accounts
-            .account_for(a.principal.tenant.as_deref())
-            .to_owned();
         // The server disconnects the client when its token expires.
         user.exp = a.claims.exp;
         user.nats.permissions = permissions_for(&a.grants);
+        let tenant = a.principal.tenant.as_deref();
+        let signer = match &self.signers {
+            // Operator mode: the issuing account is where the client lands.
+            Some(s) => {
+                let k = s.for_tenant(tenant);
+                user.aud = k.public_key();
+                k
+            }
+            // Config mode: the audience names the account.
+            None => {
+                user.aud = self.accounts.account_for(tenant).to_owned();
+                &self.issuer
+            }
+        };
         let user_jwt =
-            nats_jwt::encode(&mut user, &self.issuer, now).map_err(|_| DenyCode::PolicyError)?;
+            nats_jwt::encode(&mut user, signer, now).map_err(|_| DenyCode::PolicyError)?;
         response.nats.jwt = Some(user_jwt);
         Ok(permit.reason)
     }

@@ -133,6 +133,9 @@ pub struct CalloutServeArgs {
     /// Curve seed (SX…, mode 0600) when the server config sets `xkey`.
     #[arg(long, env = "CALLOUT_XKEY_SEED_FILE")]
     pub callout_xkey_seed_file: Option<PathBuf>,
+    /// Operator mode: the target account's seed (0600) that issues user JWTs.
+    #[arg(long, env = "CALLOUT_TARGET_ACCOUNT_SEED_FILE")]
+    pub callout_target_account_seed_file: Option<PathBuf>,
     /// Account for principals without a tenant mapping.
     #[arg(long, env = "CALLOUT_ACCOUNT", default_value = "APP")]
     pub callout_account: String,
@@ -173,6 +176,7 @@ impl CalloutServeArgs {
             nats_creds: self.callout_nats_creds.clone(),
             issuer_seed_file: seed,
             xkey_seed_file: self.callout_xkey_seed_file.clone(),
+            target_account_seed_file: self.callout_target_account_seed_file.clone(),
             account: self.callout_account.clone(),
             account_map: self.callout_account_map.clone(),
             queue_group: self.callout_queue_group.clone(),

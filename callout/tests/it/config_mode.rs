@@ -48,7 +48,7 @@ pub fn config(xkey: bool) -> String {
 }
 
 pub struct World {
-    shared: Shared,
+    pub shared: Shared,
     cfg: TokenConfig,
 }
 

@@ -4,3 +4,4 @@
 
 mod config_mode;
 mod mqtt_listener;
+mod operator_mode;

@@ -190,3 +190,51 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+#[test]
+fn a_ban_earned_over_http_survives_a_restart_of_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = bootstrap(&data);
+    let limits = ["--rate-limit", "1/60", "--ban-after-lockouts", "1"];
+    let mut server = Server::start(&data, &limits);
+    let c = Client::new();
+    let hit = |server: &Server| {
+        post(
+            &c,
+            &server.url("/auth/challenge"),
+            None,
+            &json!({"public_key": TestKey::ed().public()}),
+        )
+    };
+    assert_eq!(
+        hit(&server).0,
+        404,
+        "first request passes the limiter (unknown key)"
+    );
+    let mut last = (0, Value::Null);
+    for _ in 0..10 {
+        last = hit(&server);
+    }
+    assert_eq!(
+        (last.0, last.1["error"].as_str()),
+        (403, Some("BANNED")),
+        "{}",
+        last.1
+    );
+    let status = server.terminate().expect("clean stop");
+    assert!(status.success());
+    let server = Server::start(&data, &limits);
+    let again = hit(&server);
+    assert_eq!(
+        (again.0, again.1["error"].as_str()),
+        (403, Some("BANNED")),
+        "the ban survived the restart"
+    );
+    // Health is exempt: a banned client still sees whether the service is up.
+    let res = c.get(server.url("/health")).send().unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    // The ban applies to every rate-limited route, the admin routes included.
+    let (s, body) = get(&c, &server.url("/admin/bans"), &admin);
+    assert_eq!((s, body["error"].as_str()), (403, Some("BANNED")));
+}

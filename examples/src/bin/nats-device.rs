@@ -1,0 +1,78 @@
+//! A device on NATS: announce to the sidecar with its key, connect to nats-server with the access
+//! token (the broker-auth callout admits it), publish its telemetry, and watch the server refuse a
+//! publish outside its grants.
+//!
+//! ```sh
+//! cargo run -p broker-auth-examples --bin nats-device -- --nats-url nats://127.0.0.1:4222
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use broker_auth_examples::{DeviceKey, Error, now, post};
+use clap::Parser;
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, env = "SIDECAR_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    #[arg(long, default_value = "device.key")]
+    key_file: PathBuf,
+}
+
+fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    let key = DeviceKey::load_or_create(&args.key_file, "ed25519")?;
+    let public_key = key.public_b64();
+    let ts = now();
+    let signature = key.sign_b64(format!("announce:{public_key}:{ts}").as_bytes());
+    let ann = post(
+        &format!("{}/v1/announce", args.url),
+        None,
+        &json!({"public_key": public_key, "timestamp": ts, "signature": signature}),
+    )?;
+    let token = ann["access_token"]
+        .as_str()
+        .ok_or("no access token")?
+        .to_owned();
+    let device = ann["device_address"]
+        .as_str()
+        .ok_or("no device address")?
+        .to_owned();
+    println!("announced as {device}");
+
+    tokio::runtime::Runtime::new()?.block_on(async move {
+        let (tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::with_token(token)
+            .event_callback(move |ev| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = ev {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(args.nats_url.as_str())
+            .await?;
+        println!("connected to NATS");
+        client
+            .publish(
+                format!("devices.{device}.telemetry"),
+                "{\"temp\": 21.5}".into(),
+            )
+            .await?;
+        println!("published devices.{device}.telemetry");
+        client
+            .publish("devices.someone-else.telemetry", "{}".into())
+            .await?;
+        client.flush().await?;
+        match tokio::time::timeout(Duration::from_secs(2), errors.recv()).await {
+            Ok(Some(e)) => println!("outside my grants, as expected: {e}"),
+            _ => println!("no refusal seen (are grants enforced?)"),
+        }
+        Ok::<(), Error>(())
+    })
+}

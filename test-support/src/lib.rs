@@ -7,6 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod nats_client;
+
+/// Seconds since the Unix epoch (tokens in tests are minted against the real clock).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released; the race is acceptable in tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

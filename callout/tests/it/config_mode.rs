@@ -7,25 +7,21 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use async_nats::{ConnectOptions, Event};
+use async_nats::ConnectOptions;
 use broker_auth::policy::{PolicySet, SharedPolicy};
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
 use callout::service::{ServiceOptions, Stats, subscribe};
 use callout::{AccountMap, Responder, Shared};
 use futures_util::StreamExt;
+use test_support::nats_client::{eventually, expect_event, token_client as client};
 use test_support::{NatsServer, free_port};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
 const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
+use test_support::unix_now as now;
 
 /// docker/nats-callout.conf, as shipped; without xkey its `xkey` line is dropped.
 pub fn config(xkey: bool) -> String {
@@ -151,58 +147,6 @@ pub async fn start_responder(url: &str, world: &World, xkey: bool, kick: bool) -
         task,
         stats,
     }
-}
-
-/// A client connected with `token`, reporting server errors and disconnects on a channel.
-async fn client(
-    url: &str,
-    token: &str,
-) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let c = ConnectOptions::with_token(token.to_owned())
-        .max_reconnects(Some(0))
-        .event_callback(move |ev| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(match ev {
-                    Event::ServerError(e) => format!("error: {e}"),
-                    Event::Disconnected => "disconnected".into(),
-                    other => other.to_string(),
-                });
-            }
-        })
-        .connect(url)
-        .await?;
-    Ok((c, rx))
-}
-
-/// Poll `cond` every 20 ms without blocking the runtime (the responder runs on it too).
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + within;
-    while std::time::Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    cond()
-}
-
-async fn expect_event(
-    rx: &mut mpsc::UnboundedReceiver<String>,
-    needle: &str,
-    within: Duration,
-) -> String {
-    tokio::time::timeout(within, async {
-        loop {
-            let ev = rx.recv().await.expect("event channel closed");
-            if ev.to_lowercase().contains(needle) {
-                return ev;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {needle:?} event within {within:?}"))
 }
 
 async fn grants_are_enforced(xkey: bool) {

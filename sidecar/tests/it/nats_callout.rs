@@ -5,13 +5,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use async_nats::{ConnectOptions, Event};
 use serde_json::{Value, json};
 use test_support::NatsServer;
-use tokio::sync::mpsc;
 
 use super::harness::TestKey;
 use super::server::Server;
+use test_support::nats_client::{expect_event as expect, token_client as connect};
 
 const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
 const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
@@ -31,39 +30,6 @@ fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
     std::fs::write(&p, seed).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p.to_str().unwrap().to_owned()
-}
-
-async fn connect(
-    url: &str,
-    token: &str,
-) -> Result<(async_nats::Client, mpsc::UnboundedReceiver<String>), async_nats::ConnectError> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let c = ConnectOptions::with_token(token.to_owned())
-        .max_reconnects(Some(0))
-        .event_callback(move |ev| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(match ev {
-                    Event::ServerError(e) => format!("error: {e}"),
-                    other => other.to_string(),
-                });
-            }
-        })
-        .connect(url)
-        .await?;
-    Ok((c, rx))
-}
-
-async fn expect(rx: &mut mpsc::UnboundedReceiver<String>, needle: &str, within: Duration) {
-    tokio::time::timeout(within, async {
-        while let Some(ev) = rx.recv().await {
-            if ev.to_lowercase().contains(needle) {
-                return;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {needle:?} within {within:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,28 @@ pub struct Stats {
     pub denied: AtomicU64,
     pub unanswerable: AtomicU64,
     pub kicked: AtomicU64,
+    /// Denials by reason code.
+    pub denied_by_reason: Mutex<HashMap<&'static str, u64>>,
+}
+
+impl Stats {
+    fn deny(&self, reason: &'static str) {
+        self.denied.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.denied_by_reason.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Denials by reason code, sorted.
+    pub fn denials(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .denied_by_reason
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -270,7 +292,7 @@ async fn handle(
                     }
                 }
                 Err(code) => {
-                    stats.denied.fetch_add(1, Ordering::Relaxed);
+                    stats.deny(code.as_str());
                     tracing::info!(server = %outcome.server_id, cid = ?outcome.client_cid,
                         principal = ?outcome.principal, reason = code.as_str(), "nats connect denied");
                 }

@@ -125,7 +125,7 @@ async fn run_callout(
                     max_in_flight: args.max_in_flight,
                     ..Default::default()
                 },
-                Arc::new(callout::service::Stats::default()),
+                state.metrics.callout.clone(),
             )
             .await
         };

@@ -12,7 +12,7 @@ use crate::grants::{Action, CompiledGrants};
 use crate::policy::PolicySet;
 use crate::principal::{Principal, Protocol};
 use crate::revocation::Revocations;
-use crate::token::{Claims, KeySet, TokenUse, Verifier};
+use crate::token::{Claims, KeySet, TokenUse, Verifier, VerifyCache};
 
 /// The outcome of an authorization question.
 #[derive(Debug, Clone)]
@@ -178,6 +178,8 @@ pub struct ConnectContext<'a> {
     pub revocations: &'a dyn Revocations,
     /// Current policy set.
     pub policy: &'a PolicySet,
+    /// Remembered verifications (connect paths where tokens come back), if any.
+    pub cache: Option<&'a VerifyCache>,
     /// Current time.
     pub now: UnixTime,
 }
@@ -193,14 +195,23 @@ pub fn authorize_connect(
     let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
         return Decision::deny(DenyCode::MissingToken, "no token presented");
     };
-    let claims =
-        match ctx
+    let verified = match ctx.cache {
+        Some(cache) => cache.verify(
+            ctx.verifier,
+            ctx.keys,
+            token,
+            ctx.now,
+            ctx.revocations,
+            TokenUse::Access,
+        ),
+        None => ctx
             .verifier
-            .verify(ctx.keys, token, ctx.now, ctx.revocations, TokenUse::Access)
-        {
-            Ok(c) => c,
-            Err(code) => return Decision::deny(code, "token rejected"),
-        };
+            .verify(ctx.keys, token, ctx.now, ctx.revocations, TokenUse::Access),
+    };
+    let claims = match verified {
+        Ok(c) => c,
+        Err(code) => return Decision::deny(code, "token rejected"),
+    };
     let principal = match Principal::from_claims(&claims, protocol, client_id) {
         Ok(p) => p,
         Err(code) => return Decision::deny(code, "token claims are not a valid principal"),

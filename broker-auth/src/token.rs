@@ -515,6 +515,19 @@ impl Verifier {
         revocations: &dyn Revocations,
         expected: TokenUse,
     ) -> Result<Claims, DenyCode> {
+        self.verify_with_kid(keys, token, now, revocations, expected)
+            .map(|(c, _)| c)
+    }
+
+    /// [`Verifier::verify`], also returning the id of the key that signed the token.
+    fn verify_with_kid(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: UnixTime,
+        revocations: &dyn Revocations,
+        expected: TokenUse,
+    ) -> Result<(Claims, String), DenyCode> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(DenyCode::TokenTooLarge);
         }
@@ -575,6 +588,19 @@ impl Verifier {
         if !audience_ok || claims.sub.is_empty() {
             return Err(DenyCode::WrongAudience);
         }
+        self.check_live(&claims, now, revocations, expected)?;
+        Ok((claims, header.kid))
+    }
+
+    /// The checks that depend on *when* and *what for* a token is used, not on its bytes:
+    /// expiry and not-before (with leeway), token use, revocation.
+    pub fn check_live(
+        &self,
+        claims: &Claims,
+        now: UnixTime,
+        revocations: &dyn Revocations,
+        expected: TokenUse,
+    ) -> Result<(), DenyCode> {
         let leeway = self.config.leeway_secs as i64;
         if now > claims.exp.saturating_add(leeway) {
             return Err(DenyCode::Expired);
@@ -592,6 +618,66 @@ impl Verifier {
             || revocations.is_subject_revoked(&claims.sub, claims.iat)
         {
             return Err(DenyCode::Revoked);
+        }
+        Ok(())
+    }
+}
+
+/// Verified tokens remembered by their SHA-256, for connect paths where the same token comes back
+/// (reconnects). A hit skips only what cannot change for the same bytes — signature, header,
+/// issuer and audience — and only while the signing key is still in the key set; expiry, token use
+/// and revocation are checked on every use. Only successful verifications are remembered.
+pub struct VerifyCache {
+    entries: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Claims, String)>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for VerifyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyCache")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyCache {
+    /// A cache that starts over once it holds `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        VerifyCache {
+            entries: Default::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// [`Verifier::verify`] through the cache.
+    pub fn verify(
+        &self,
+        verifier: &Verifier,
+        keys: &KeySet,
+        token: &str,
+        now: UnixTime,
+        revocations: &dyn Revocations,
+        expected: TokenUse,
+    ) -> Result<Claims, DenyCode> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(DenyCode::TokenTooLarge);
+        }
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hit = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned());
+        if let Some((claims, _)) = hit.filter(|(_, kid)| keys.get(kid).is_some()) {
+            verifier.check_live(&claims, now, revocations, expected)?;
+            return Ok(claims);
+        }
+        let (claims, kid) = verifier.verify_with_kid(keys, token, now, revocations, expected)?;
+        if let Ok(mut m) = self.entries.lock() {
+            if m.len() >= self.capacity {
+                m.clear();
+            }
+            m.insert(digest, (claims.clone(), kid));
         }
         Ok(claims)
     }

@@ -86,6 +86,7 @@ async fn run(args: CalloutArgs) -> Result<(), CalloutError> {
         )
     })?;
     let shared = Shared {
+        token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
         keys: Arc::new(ArcSwap::from_pointee(fetch_jwks(&base).await?)),
         verifier: Arc::new(Verifier::new(TokenConfig::new(
             args.token_issuer.clone(),

@@ -14,7 +14,7 @@ use broker_auth::decision::{ConnectContext, authorize_connect};
 use broker_auth::nats_jwt::{self, AuthorizationRequest, AuthorizationResponse, NatsClaims, User};
 use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
-use broker_auth::token::{KeySet, Verifier};
+use broker_auth::token::{KeySet, Verifier, VerifyCache};
 use broker_auth::{Decision, DenyCode, Protocol, UnixTime};
 
 use crate::error::CalloutError;
@@ -24,6 +24,9 @@ use crate::permissions::permissions_for;
 #[derive(Clone)]
 pub struct Shared {
     pub keys: Arc<ArcSwap<KeySet>>,
+    /// Verified tokens by hash: a reconnecting client skips the signature check (expiry and
+    /// revocation are still checked on every connect).
+    pub token_cache: Arc<VerifyCache>,
     pub verifier: Arc<Verifier>,
     pub revocations: Arc<RevocationSet>,
     pub policy: Arc<SharedPolicy>,
@@ -249,6 +252,7 @@ impl Responder {
             keys: &keys,
             revocations: shared.revocations.as_ref(),
             policy: &policy,
+            cache: Some(&shared.token_cache),
             now,
         };
         let permit = match authorize_connect(ctx, token, protocol, client_id) {

@@ -105,6 +105,7 @@ async fn run_callout(
     shutdown: impl Future<Output = ()>,
 ) {
     let shared = callout::Shared {
+        token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
         keys: state.keys.clone(),
         verifier: state.verifier.clone(),
         revocations: state.revocations.clone(),

@@ -291,3 +291,73 @@ fn private_keys_survive_a_pkcs8_round_trip() {
     }
     assert!(TokenKey::from_pkcs8(TokenAlg::EdDSA, SecretBytes::new(vec![1, 2, 3])).is_err());
 }
+
+#[test]
+fn the_verify_cache_rechecks_everything_that_can_change() {
+    let (keys, v, mut claims) = setup(TokenAlg::EdDSA);
+    claims.sid = Some("ann-c".into());
+    let t = keys.sign(&claims).unwrap();
+    let cache = VerifyCache::new(10);
+    let r = RevocationSet::new();
+    assert_eq!(
+        cache
+            .verify(&v, &keys, &t, NOW, &r, TokenUse::Access)
+            .unwrap(),
+        claims
+    );
+    // Served from the cache, still checked for expiry, use and revocation.
+    assert!(
+        cache
+            .verify(&v, &keys, &t, NOW + 10, &r, TokenUse::Access)
+            .is_ok()
+    );
+    assert_eq!(
+        cache.verify(&v, &keys, &t, claims.exp + 31, &r, TokenUse::Access),
+        Err(DenyCode::Expired)
+    );
+    assert_eq!(
+        cache.verify(&v, &keys, &t, NOW, &r, TokenUse::Refresh),
+        Err(DenyCode::WrongTokenUse)
+    );
+    r.revoke_session("ann-c", claims.exp);
+    assert_eq!(
+        cache.verify(&v, &keys, &t, NOW, &r, TokenUse::Access),
+        Err(DenyCode::Revoked)
+    );
+    // Once its key leaves the set, a cached token is verified afresh (and refused).
+    let r = RevocationSet::new();
+    let kid = keys.active().unwrap().kid().to_owned();
+    let rotated = keys
+        .with_key(Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap()))
+        .without(&kid);
+    assert_eq!(
+        cache.verify(&v, &rotated, &t, NOW, &r, TokenUse::Access),
+        Err(DenyCode::UnknownKey)
+    );
+    // Other bytes are another token: a tampered one is verified, not looked up.
+    let tampered = format!("{t}x");
+    assert!(
+        cache
+            .verify(&v, &keys, &tampered, NOW, &r, TokenUse::Access)
+            .is_err()
+    );
+    // Failures are not remembered.
+    let bad = "a.b.c";
+    assert!(
+        cache
+            .verify(&v, &keys, bad, NOW, &r, TokenUse::Access)
+            .is_err()
+    );
+    assert!(
+        cache
+            .verify(
+                &v,
+                &keys,
+                &"a".repeat(MAX_TOKEN_LEN + 1),
+                NOW,
+                &r,
+                TokenUse::Access
+            )
+            .is_err()
+    );
+}

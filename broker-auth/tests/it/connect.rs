@@ -36,6 +36,7 @@ impl World {
             keys: &self.keys,
             revocations: &self.revocations,
             policy: &self.policy,
+            cache: None,
             now: NOW,
         }
     }

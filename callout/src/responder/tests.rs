@@ -15,6 +15,7 @@ fn shared() -> (Shared, TokenConfig) {
             .unwrap();
     (
         Shared {
+            token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
             keys: Arc::new(ArcSwap::from_pointee(keys)),
             verifier: Arc::new(Verifier::new(cfg.clone())),
             revocations: Arc::new(RevocationSet::new()),

@@ -55,6 +55,7 @@ impl World {
         .unwrap();
         World {
             shared: Shared {
+                token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
                 keys: Arc::new(ArcSwap::from_pointee(KeySet::new(vec![Arc::new(
                     TokenKey::generate(TokenAlg::EdDSA).unwrap(),
                 )]))),

@@ -81,6 +81,58 @@ pub fn build_state(
     }))
 }
 
+/// What identifies a version of the policy directory: every `.rego` file's name, size and mtime.
+fn policy_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rego"))
+        .map(|e| {
+            let m = e.metadata().ok();
+            (
+                e.path(),
+                m.as_ref().map_or(0, |m| m.len()),
+                m.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Hot reload: when the policy directory changes, build a complete new set and swap it in; an
+/// invalid edit is refused (logged with file:line:col) and the previous set keeps serving.
+async fn watch_policies(state: State) {
+    let dir = state.config.policies.clone();
+    let mut seen = policy_fingerprint(&dir);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let now = policy_fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let result =
+            broker_auth::policy::read_dir(&dir).and_then(|sources| state.policy.reload(sources));
+        match result {
+            Ok(()) => {
+                let set = state.policy.current();
+                for w in set.warnings() {
+                    tracing::warn!(warning = %w, "policy");
+                }
+                tracing::info!(packages = ?set.packages(), "policy reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy change refused; the previous policy keeps serving")
+            }
+        }
+    }
+}
+
 /// Check the responder's configuration (seed files, account map) before serving anything.
 fn prepare_callout(
     state: &State,
@@ -178,6 +230,8 @@ pub async fn run(
         }
     });
 
+    let watcher = tokio::spawn(watch_policies(state.clone()));
+
     // One shutdown signal, several listeners: the REST server and the in-process responder.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -208,6 +262,7 @@ pub async fn run(
         let _ = r.await;
     }
     janitor.abort();
+    watcher.abort();
     store.flush().await?;
     tracing::info!("sidecar stopped; store flushed");
     Ok(())

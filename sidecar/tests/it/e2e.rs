@@ -238,3 +238,55 @@ fn a_ban_earned_over_http_survives_a_restart_of_the_binary() {
     let (s, body) = get(&c, &server.url("/admin/bans"), &admin);
     assert_eq!((s, body["error"].as_str()), (403, Some("BANNED")));
 }
+
+#[test]
+fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for f in std::fs::read_dir(&shipped).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, policies.join(f.file_name().unwrap())).unwrap();
+    }
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--policies", policies.to_str().unwrap()],
+    );
+    let c = Client::new();
+    let packages = || -> Value {
+        c.get(server.url("/health"))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["packages"]
+            .clone()
+    };
+    assert_eq!(packages(), json!(["data.broker", "data.broker.mqtt.acl"]));
+    // A valid new policy file is picked up without a restart.
+    std::fs::write(
+        policies.join("extra.rego"),
+        "package broker.extra\nimport rego.v1\nanswer := 42\n",
+    )
+    .unwrap();
+    let reloaded = test_support::wait_until(Duration::from_secs(10), || {
+        packages().as_array().is_some_and(|a| a.len() == 3)
+    });
+    assert!(reloaded, "edit not picked up:\n{}", server.log());
+    // A broken edit is refused: the previous set keeps serving, and the log says where.
+    std::fs::write(
+        policies.join("extra.rego"),
+        "package broker.extra\nimport rego.v1\nanswer := \n",
+    )
+    .unwrap();
+    let refused = test_support::wait_until(Duration::from_secs(10), || {
+        server.log().contains("policy change refused")
+    });
+    assert!(refused, "{}", server.log());
+    assert!(
+        server.log().contains("extra.rego:"),
+        "the refusal names the file:\n{}",
+        server.log()
+    );
+    assert_eq!(packages().as_array().unwrap().len(), 3);
+}

@@ -50,7 +50,11 @@ impl Server {
                 "--data-dir",
                 data.to_str().unwrap(),
             ])
-            .args(["--policies", policies.to_str().unwrap()])
+            .args(if extra.contains(&"--policies") {
+                vec![]
+            } else {
+                vec!["--policies", policies.to_str().unwrap()]
+            })
             .args(extra)
             .env_remove("KEY_ENCRYPTION_KEY")
             .env_remove("RATE_LIMIT")

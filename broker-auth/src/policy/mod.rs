@@ -128,6 +128,11 @@ fn policy_err(e: impl std::fmt::Display) -> Error {
     Error::Policy(rego_message(&e.to_string()))
 }
 
+/// [`policy_err`] for a failure while compiling or evaluating one entry point.
+fn entry_err(entry: &str, e: impl std::fmt::Display) -> Error {
+    Error::Policy(format!("{entry}: {}", rego_message(&e.to_string())))
+}
+
 /// regorus reports `\n--> file:line:col\n | snippet\nerror: text`; put `file:line:col: text` first
 /// so the location is the first thing a person (or grep) sees, and keep the snippet below it.
 pub fn rego_message(raw: &str) -> String {
@@ -240,9 +245,8 @@ impl PolicySet {
         let compile = |engine: &mut regorus::Engine, entry: &str| -> Result<Arc<Program>> {
             let compiled = engine
                 .compile_with_entrypoint(&entry.into())
-                .map_err(|e| Error::Policy(format!("{entry}: {e}")))?;
-            Compiler::compile_from_policy(&compiled, &[entry])
-                .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+                .map_err(|e| entry_err(entry, e))?;
+            Compiler::compile_from_policy(&compiled, &[entry]).map_err(|e| entry_err(entry, e))
         };
         let grants_program = compile(&mut engine, GRANTS_ENTRYPOINT)?;
         let allow_program = compile(&mut engine, ALLOW_ENTRYPOINT)?;
@@ -334,15 +338,14 @@ impl PolicySet {
                 let mut vm = RegoVM::new();
                 vm.load_program(program.clone());
                 vm.set_input(input);
-                vm.execute()
-                    .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+                vm.execute().map_err(|e| entry_err(entry, e))
             }
             Evaluator::Interpreter => {
                 let mut engine = self.engine.clone();
                 engine.set_input(input);
                 engine
                     .eval_rule(entry.to_owned())
-                    .map_err(|e| Error::Policy(format!("{entry}: {e}")))
+                    .map_err(|e| entry_err(entry, e))
             }
         }
     }

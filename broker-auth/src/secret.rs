@@ -39,6 +39,14 @@ impl SecretString {
     }
 }
 
+/// Parsing never fails; it lets command-line parsers (clap) take secrets straight into this type.
+impl std::str::FromStr for SecretString {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(SecretString(s.to_owned()))
+    }
+}
+
 impl std::fmt::Debug for SecretString {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SecretString([REDACTED])")

@@ -4,24 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use broker_auth::secret::SecretString;
 use clap::Args;
 
 use crate::error::CalloutError;
 use crate::responder::{AccountMap, Responder};
-
-/// A secret from flags or the environment; never printed.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-fn secret(s: &str) -> Result<Secret, String> {
-    Ok(Secret(s.to_owned()))
-}
 
 #[derive(Args, Clone, Debug)]
 pub struct CalloutArgs {
@@ -31,8 +18,8 @@ pub struct CalloutArgs {
     /// `auth_users` user the responder connects as.
     #[arg(long, env = "NATS_USER")]
     pub nats_user: Option<String>,
-    #[arg(long, env = "NATS_PASSWORD", value_parser = secret, hide_env_values = true)]
-    pub nats_password: Option<Secret>,
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<SecretString>,
     /// `.creds` file instead of user/password.
     #[arg(long, env = "NATS_CREDS")]
     pub nats_creds: Option<PathBuf>,
@@ -65,14 +52,14 @@ pub struct CalloutArgs {
     /// System-account user for kicking revoked connections (optional).
     #[arg(long, env = "CALLOUT_KICK_USER")]
     pub kick_user: Option<String>,
-    #[arg(long, env = "CALLOUT_KICK_PASSWORD", value_parser = secret, hide_env_values = true)]
-    pub kick_password: Option<Secret>,
+    #[arg(long, env = "CALLOUT_KICK_PASSWORD", hide_env_values = true)]
+    pub kick_password: Option<SecretString>,
     /// Sidecar base URL (split mode: JWKS and revocation feed).
     #[arg(long, env = "SIDECAR_URL")]
     pub sidecar_url: Option<String>,
     /// Admin API key for the sidecar's revocation feed.
-    #[arg(long, env = "SIDECAR_TOKEN", value_parser = secret, hide_env_values = true)]
-    pub sidecar_token: Option<Secret>,
+    #[arg(long, env = "SIDECAR_TOKEN", hide_env_values = true)]
+    pub sidecar_token: Option<SecretString>,
     /// Rego policy directory.
     #[arg(long, env = "POLICY_DIR", default_value = "./policies")]
     pub policies: PathBuf,
@@ -144,7 +131,7 @@ impl CalloutArgs {
                 .await
                 .map_err(|e| CalloutError::Config(format!("{}: {e}", creds.display())))?,
             (None, Some(u), Some(p)) => {
-                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.0.clone())
+                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.expose().to_owned())
             }
             _ => {
                 return Err(CalloutError::Config(
@@ -163,7 +150,7 @@ impl CalloutArgs {
     pub async fn connect_kicker(&self) -> Result<Option<async_nats::Client>, CalloutError> {
         match (&self.kick_user, &self.kick_password) {
             (Some(u), Some(p)) => {
-                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.0.clone())
+                async_nats::ConnectOptions::with_user_and_password(u.clone(), p.expose().to_owned())
                     .name("broker-auth-callout-kicker")
                     .retry_on_initial_connect()
                     .max_reconnects(None)

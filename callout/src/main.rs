@@ -97,7 +97,7 @@ async fn run(args: CalloutArgs) -> Result<(), CalloutError> {
     };
     tokio::spawn(follow_sidecar(
         base,
-        args.sidecar_token.as_ref().map(|s| s.0.clone()),
+        args.sidecar_token.as_ref().map(|s| s.expose().to_owned()),
         shared.clone(),
     ));
     let client = args.connect().await?;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use broker_auth::secret::SecretString;
 use clap::{ArgAction, Args};
 use ipnet::IpNet;
 
@@ -36,20 +37,6 @@ fn parse_rate_limit(s: &str) -> Result<RateLimitSpec, String> {
     })
 }
 
-/// A secret given on the command line or in the environment.
-#[derive(Clone)]
-pub struct SecretArg(pub String);
-
-impl std::fmt::Debug for SecretArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
-
-fn parse_secret(s: &str) -> Result<SecretArg, String> {
-    Ok(SecretArg(s.to_owned()))
-}
-
 /// Where the data lives (shared by every subcommand that opens the store).
 #[derive(Args, Clone, Debug)]
 pub struct StoreArgs {
@@ -57,8 +44,8 @@ pub struct StoreArgs {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Base64 of 32 bytes that encrypts signing keys at rest; default: DATA_DIR/master.key (0600).
-    #[arg(long, env = "KEY_ENCRYPTION_KEY", value_parser = parse_secret, hide_env_values = true)]
-    pub key_encryption_key: Option<SecretArg>,
+    #[arg(long, env = "KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<SecretString>,
 }
 
 /// `sidecar serve`.
@@ -122,8 +109,8 @@ pub struct CalloutServeArgs {
     /// `auth_users` user the responder connects as.
     #[arg(long, env = "CALLOUT_NATS_USER")]
     pub callout_nats_user: Option<String>,
-    #[arg(long, env = "CALLOUT_NATS_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
-    pub callout_nats_password: Option<SecretArg>,
+    #[arg(long, env = "CALLOUT_NATS_PASSWORD", hide_env_values = true)]
+    pub callout_nats_password: Option<SecretString>,
     /// `.creds` file instead of user/password.
     #[arg(long, env = "CALLOUT_NATS_CREDS")]
     pub callout_nats_creds: Option<PathBuf>,
@@ -151,8 +138,8 @@ pub struct CalloutServeArgs {
     /// System-account user for kicking revoked connections.
     #[arg(long, env = "CALLOUT_KICK_USER")]
     pub callout_kick_user: Option<String>,
-    #[arg(long, env = "CALLOUT_KICK_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
-    pub callout_kick_password: Option<SecretArg>,
+    #[arg(long, env = "CALLOUT_KICK_PASSWORD", hide_env_values = true)]
+    pub callout_kick_password: Option<SecretString>,
 }
 
 impl CalloutServeArgs {
@@ -167,12 +154,10 @@ impl CalloutServeArgs {
         let seed = self.callout_issuer_seed_file.clone().ok_or_else(|| {
             SidecarError::Config("NATS_URL is set: give --callout-issuer-seed-file too".into())
         })?;
-        let secret =
-            |s: &Option<SecretArg>| s.as_ref().map(|s| callout::config::Secret(s.0.clone()));
         Ok(callout::config::CalloutArgs {
             nats_url: nats_url.to_owned(),
             nats_user: self.callout_nats_user.clone(),
-            nats_password: secret(&self.callout_nats_password),
+            nats_password: self.callout_nats_password.clone(),
             nats_creds: self.callout_nats_creds.clone(),
             issuer_seed_file: seed,
             xkey_seed_file: self.callout_xkey_seed_file.clone(),
@@ -182,7 +167,7 @@ impl CalloutServeArgs {
             queue_group: self.callout_queue_group.clone(),
             max_in_flight: 256,
             kick_user: self.callout_kick_user.clone(),
-            kick_password: secret(&self.callout_kick_password),
+            kick_password: self.callout_kick_password.clone(),
             sidecar_url: None,
             sidecar_token: None,
             policies: policies.to_owned(),
@@ -269,6 +254,5 @@ mod tests {
         for bad in ["", "20", "0/60", "20/0", "a/b", "-1/5"] {
             assert!(parse_rate_limit(bad).is_err(), "{bad}");
         }
-        assert_eq!(format!("{:?}", SecretArg("hunter2".into())), "[REDACTED]");
     }
 }

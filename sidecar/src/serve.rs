@@ -23,7 +23,7 @@ use crate::store::{RevocationKind, SledStore, Store};
 /// The master key from configuration, or the data directory's key file.
 pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, SidecarError> {
     match &store_args.key_encryption_key {
-        Some(k) => MasterKey::from_base64(&k.0),
+        Some(k) => MasterKey::from_base64(k.expose()),
         None => MasterKey::load_or_create(&store_args.data_dir),
     }
 }

@@ -226,6 +226,22 @@ const ROUTES: &[Route] = &[
     },
 ];
 
+/// The template of the documented route `path` belongs to (`/identity/usr-X` → `/identity/{id}`).
+pub fn route_template(path: &str) -> Option<&'static str> {
+    ROUTES.iter().map(|r| r.path).find(|template| {
+        let mut t = template.split('/');
+        let mut p = path.split('/');
+        loop {
+            match (t.next(), p.next()) {
+                (None, None) => return true,
+                (Some(ts), Some(ps)) if ts.starts_with('{') && !ps.is_empty() => {}
+                (Some(ts), Some(ps)) if ts == ps => {}
+                _ => return false,
+            }
+        }
+    })
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
@@ -287,4 +303,22 @@ pub fn document() -> Value {
         "x-error-codes": codes,
     });
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_template;
+
+    #[test]
+    fn paths_map_to_their_documented_templates() {
+        assert_eq!(route_template("/identity/usr-ABC"), Some("/identity/{id}"));
+        assert_eq!(route_template("/identity"), Some("/identity"));
+        assert_eq!(
+            route_template("/admin/bans/10.0.0.1"),
+            Some("/admin/bans/{ip}")
+        );
+        assert_eq!(route_template("/identity/"), None);
+        assert_eq!(route_template("/identity/a/b"), None);
+        assert_eq!(route_template("/nope"), None);
+    }
 }

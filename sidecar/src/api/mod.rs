@@ -81,36 +81,17 @@ pub fn routes(
     )
 }
 
-/// A bounded label for metrics: ids in paths are replaced, unknown paths collapse.
-fn route_label(path: &str) -> String {
-    const KNOWN: &[&str] = &[
-        "/health",
-        "/healthz",
-        "/metrics",
-        "/.well-known/jwks.json",
-        "/identity/register",
-        "/identity",
-        "/auth/challenge",
-        "/auth/verify",
-        "/auth/me",
-        "/v1/announce",
-        "/v1/auth/refresh",
-        "/v1/revocations",
-        "/openapi.json",
-        "/docs",
-        "/redoc",
-        "/admin/bans",
-        "/admin/keys/rotate",
-    ];
-    if KNOWN.contains(&path) {
-        path.to_owned()
-    } else if path.starts_with("/identity/") {
-        "/identity/{id}".into()
-    } else if path.starts_with("/admin/bans/") {
-        "/admin/bans/{ip}".into()
-    } else if path.starts_with("/docs/") {
-        "/docs/{asset}".into()
-    } else {
-        "other".into()
+/// A bounded label for metrics: the route's template from the OpenAPI table (ids in paths are
+/// not labels), the docs pages, or `other`.
+fn route_label(path: &str) -> &'static str {
+    if let Some(template) = crate::openapi::route_template(path) {
+        return template;
+    }
+    match path {
+        "/openapi.json" => "/openapi.json",
+        "/docs" => "/docs",
+        "/redoc" => "/redoc",
+        p if p.starts_with("/docs/") => "/docs/{asset}",
+        _ => "other",
     }
 }

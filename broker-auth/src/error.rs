@@ -36,6 +36,9 @@ pub enum Error {
     /// Key generation or signing failed.
     #[error("crypto failure: {0}")]
     Crypto(String),
+    /// The embedded MQTT broker could not start (bind, TLS material, ...).
+    #[error("mqtt broker: {0}")]
+    Broker(String),
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
             Error::Topic(_) => "invalid_topic",
             Error::NatsJwt(_) => "nats_jwt",
             Error::Crypto(_) => "crypto",
+            Error::Broker(_) => "broker",
         }
     }
 

@@ -7,30 +7,15 @@
 //! `user_nkey`, its permissions the principal's grants, its `exp` the token's) or an error code.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use broker_auth::decision::{ConnectContext, authorize_connect};
 use broker_auth::nats_jwt::{self, AuthorizationRequest, AuthorizationResponse, NatsClaims, User};
-use broker_auth::policy::SharedPolicy;
-use broker_auth::revocation::RevocationSet;
-use broker_auth::token::{KeySet, Verifier, VerifyCache};
 use broker_auth::{Decision, DenyCode, Protocol, UnixTime};
 
 use crate::error::CalloutError;
 use crate::permissions::permissions_for;
 
 /// The in-memory state decisions are made from; shared with the sidecar when co-located.
-#[derive(Clone)]
-pub struct Shared {
-    pub keys: Arc<ArcSwap<KeySet>>,
-    /// Verified tokens by hash: a reconnecting client skips the signature check (expiry and
-    /// revocation are still checked on every connect).
-    pub token_cache: Arc<VerifyCache>,
-    pub verifier: Arc<Verifier>,
-    pub revocations: Arc<RevocationSet>,
-    pub policy: Arc<SharedPolicy>,
-}
+pub use broker_auth::live::LiveAuth as Shared;
 
 /// Which NATS account a principal lands in (config mode: account *names*).
 #[derive(Clone, Debug, Default)]
@@ -245,17 +230,7 @@ impl Responder {
             .mqtt_id
             .as_deref()
             .or(r.client_info.name.as_deref());
-        let keys = shared.keys.load();
-        let policy = shared.policy.current();
-        let ctx = ConnectContext {
-            verifier: &shared.verifier,
-            keys: &keys,
-            revocations: shared.revocations.as_ref(),
-            policy: &policy,
-            cache: Some(&shared.token_cache),
-            now,
-        };
-        let permit = match authorize_connect(ctx, token, protocol, client_id) {
+        let permit = match shared.authorize(now, token, protocol, client_id) {
             Decision::Permit(p) => p,
             Decision::Deny(d) => return Err(d.code),
         };

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connect;
+#[cfg(feature = "mqtt")]
+mod mqtt;
 mod nats_server;
 mod policy;
 mod wycheproof_vectors;

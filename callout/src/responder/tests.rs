@@ -1,7 +1,13 @@
 use super::*;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use broker_auth::nats_jwt::claims::{ClientInfo, ConnectOpts, ServerId};
 use broker_auth::policy::PolicySet;
+use broker_auth::policy::SharedPolicy;
+use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, TokenAlg, TokenConfig, TokenKey, TokenUse};
+use broker_auth::token::{KeySet, Verifier};
 
 const NOW: i64 = 1_800_000_000;
 const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";

@@ -1,0 +1,190 @@
+//! The rmqtt hook handlers: one decision at CONNECT, pattern matches afterwards.
+//!
+//! - `ClientAuthenticate`: the password is the access token. The same [`LiveAuth::authorize`] as
+//!   the NATS callout and the HTTP routes produces the grants; the Last Will topic is checked
+//!   against them here because rmqtt never checks wills. The result is parked under the
+//!   connection's `Id` (there is no session yet).
+//! - `ClientConnected` (runs before CONNACK): the parked grants move into the session's own
+//!   `extra_attrs` and the session is tracked for expiry and revocation. A connection that
+//!   arrives without parked grants is closed: nothing reaches the ACL hooks unauthenticated.
+//! - `ClientSubscribeCheckAcl` / `MessagePublishCheckAcl`: a match against the compiled grants,
+//!   never a Rego evaluation. A session without grants is denied (rmqtt would allow).
+//! - `ClientDisconnected` / `SessionTerminated`: stop tracking.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
+use rmqtt::session::Session;
+use rmqtt::types::{
+    AuthResult, ConnectInfo, LastWill, Message, PublishAclResult, Reason, SubscribeAclResult,
+};
+
+use super::stats::MqttStats;
+use super::tracker::Tracker;
+use super::{Clock, SessionAuth};
+use crate::decision::Decision;
+use crate::grants::Action;
+use crate::live::LiveAuth;
+use crate::principal::Protocol;
+
+/// Key of our entry in a session's `extra_attrs`.
+pub(crate) const ATTR: &str = "broker_auth";
+
+pub(crate) struct Hooks {
+    pub(crate) auth: LiveAuth,
+    pub(crate) clock: Clock,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) stats: Arc<MqttStats>,
+    pub(crate) scx: ServerContext,
+}
+
+/// rmqtt wants one boxed handler per registration; they all share one [`Hooks`].
+pub(crate) struct Handle(pub(crate) Arc<Hooks>);
+
+#[async_trait]
+impl Handler for Handle {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        let h = &self.0;
+        match param {
+            Parameter::ClientAuthenticate(ci) => {
+                (false, Some(HookResult::AuthResult(h.authenticate(ci))))
+            }
+            Parameter::ClientConnected(s) => {
+                h.connected(s).await;
+                (true, acc)
+            }
+            Parameter::ClientSubscribeCheckAcl(s, sub) => {
+                let t0 = Instant::now();
+                let ok = h.check(s, Action::Subscribe, &sub.topic_filter).await;
+                h.stats.acl_latency.observe(t0.elapsed());
+                let r = if ok {
+                    SubscribeAclResult::new_success(sub.opts.qos(), None)
+                } else {
+                    h.stats.subscribe_denied.fetch_add(1, Ordering::Relaxed);
+                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                };
+                (false, Some(HookResult::SubscribeAclResult(r)))
+            }
+            Parameter::MessagePublishCheckAcl(s, p) => {
+                let t0 = Instant::now();
+                let ok = h.check(s, Action::Publish, &p.topic).await;
+                h.stats.acl_latency.observe(t0.elapsed());
+                let r = if ok {
+                    PublishAclResult::allow()
+                } else {
+                    h.stats.publish_denied.fetch_add(1, Ordering::Relaxed);
+                    PublishAclResult::rejected(false, Some("not authorized".into()))
+                };
+                (false, Some(HookResult::PublishAclResult(r)))
+            }
+            Parameter::ClientDisconnected(s, _) | Parameter::SessionTerminated(s, _) => {
+                if let Some(seq) = s
+                    .extra_attrs
+                    .read()
+                    .await
+                    .get::<Arc<SessionAuth>>(ATTR)
+                    .map(|a| a.seq)
+                {
+                    h.tracker.forget(seq);
+                }
+                (true, acc)
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
+fn will_topic<'a>(w: &'a LastWill<'_>) -> &'a str {
+    match w {
+        LastWill::V3(w) => &w.topic,
+        LastWill::V5(w) => &w.topic,
+    }
+}
+
+impl Hooks {
+    fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
+        let t0 = Instant::now();
+        let token = ci.password().and_then(|p| std::str::from_utf8(p).ok());
+        let client_id: &str = ci.client_id();
+        let decision = self
+            .auth
+            .authorize((self.clock)(), token, Protocol::Mqtt, Some(client_id));
+        let result = match decision {
+            Decision::Permit(p) => {
+                let a = p.value;
+                let will_ok = ci
+                    .last_will()
+                    .is_none_or(|w| a.grants.allows(Action::Publish, will_topic(&w)));
+                if will_ok {
+                    let superuser = a.grants.superuser();
+                    let auth = Arc::new(SessionAuth {
+                        seq: self.tracker.next_seq(),
+                        identity: a.principal.id,
+                        subject: a.claims.sub,
+                        sid: a.claims.sid,
+                        issued_at: a.claims.iat,
+                        exp: a.claims.exp,
+                        grants: a.grants,
+                    });
+                    self.tracker.park(ci.id().clone(), auth);
+                    self.stats.connects_accepted.fetch_add(1, Ordering::Relaxed);
+                    AuthResult::Allow(superuser, None)
+                } else {
+                    self.refuse(ci, "will_not_granted");
+                    AuthResult::NotAuthorized
+                }
+            }
+            Decision::Deny(d) => {
+                self.refuse(ci, d.code.as_str());
+                if d.code.is_authentication_failure() {
+                    AuthResult::BadUsernameOrPassword
+                } else {
+                    AuthResult::NotAuthorized
+                }
+            }
+        };
+        self.stats.connect_latency.observe(t0.elapsed());
+        result
+    }
+
+    fn refuse(&self, ci: &ConnectInfo, reason: &'static str) {
+        self.stats.refuse(reason);
+        tracing::info!(
+            reason,
+            client_id = %ci.client_id(),
+            remote = ?ci.ipaddress(),
+            "mqtt connect refused"
+        );
+    }
+
+    async fn connected(&self, s: &Session) {
+        let Some(auth) = self.tracker.unpark(&s.id) else {
+            // Authenticated by something other than our hook: refuse to serve it.
+            tracing::warn!(client_id = %s.id.client_id, "mqtt session without grants; closing");
+            if let Some(tx) = self.scx.extends.shared().await.entry(s.id.clone()).tx() {
+                let _ = tx.unbounded_send(Message::Closed(Reason::from_static("no grants")));
+            }
+            return;
+        };
+        s.extra_attrs
+            .write()
+            .await
+            .insert(ATTR.into(), auth.clone());
+        match self.scx.extends.shared().await.entry(s.id.clone()).tx() {
+            Some(tx) => self.tracker.track(tx, auth),
+            None => tracing::warn!(client_id = %s.id.client_id, "mqtt session has no channel"),
+        }
+    }
+
+    async fn check(&self, s: &Session, action: Action, topic: &str) -> bool {
+        let attrs = s.extra_attrs.read().await;
+        attrs
+            .get::<Arc<SessionAuth>>(ATTR)
+            .is_some_and(|a| a.grants.allows(action, topic))
+    }
+}

@@ -1,0 +1,89 @@
+//! Counters the embedded broker keeps for whoever exports metrics (the sidecar mirrors them into
+//! Prometheus at scrape time). Plain atomics: the hot path pays one relaxed add per event.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (µs) of the hook latency buckets; the last bucket is open-ended.
+pub const LATENCY_BUCKETS_US: [u64; 10] = [1, 2, 5, 10, 25, 50, 100, 250, 1000, 10_000];
+
+/// A fixed-bucket latency histogram (cumulative counts are computed when read).
+#[derive(Debug, Default)]
+pub struct Latency {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    /// Record one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Per-bucket counts (not cumulative), the last one for everything above the top bound.
+    pub fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Sum of all observations in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
+/// What the broker's hooks decided, by outcome.
+#[derive(Debug, Default)]
+pub struct MqttStats {
+    /// CONNECTs accepted.
+    pub connects_accepted: AtomicU64,
+    /// CONNECTs refused, by reason code.
+    refused: Mutex<HashMap<&'static str, u64>>,
+    /// PUBLISHes refused by the ACL.
+    pub publish_denied: AtomicU64,
+    /// SUBSCRIBE filters refused by the ACL.
+    pub subscribe_denied: AtomicU64,
+    /// Sessions closed because their token expired.
+    pub closed_expired: AtomicU64,
+    /// Sessions closed because their session or identity was revoked.
+    pub closed_revoked: AtomicU64,
+    /// Time spent in the CONNECT hook (token verification and grants).
+    pub connect_latency: Latency,
+    /// Time spent in the per-message ACL hooks.
+    pub acl_latency: Latency,
+}
+
+impl MqttStats {
+    pub(crate) fn refuse(&self, reason: &'static str) {
+        if let Ok(mut m) = self.refused.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Refused CONNECTs by reason code, sorted.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .refused
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Convenience read of a counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}

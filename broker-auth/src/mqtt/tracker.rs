@@ -1,0 +1,156 @@
+//! Live sessions and the one task that closes them when their token expires or is revoked.
+//!
+//! rmqtt never enforces a credential's lifetime, so we keep, per connected session, its token's
+//! `exp`, `sub`, `iat` and `sid` and its session channel. A single task wakes every
+//! [`TICK`]: it closes sessions whose `exp` has passed (an ordered index, so a tick costs nothing
+//! when nobody expires) and, when the revocation set has changed since the last tick, the sessions
+//! those revocations name. One task for all sessions instead of a timer each keeps the per-session
+//! cost at one map entry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rmqtt::types::{Id, Message, Reason, Tx};
+
+use super::stats::MqttStats;
+use super::{Clock, SessionAuth};
+use crate::UnixTime;
+use crate::revocation::{RevocationSet, Revoked};
+
+/// How often expiry and revocation are enforced: the "within 1 s" of the contract with margin.
+pub(crate) const TICK: Duration = Duration::from_millis(250);
+
+/// How long an authenticated CONNECT may wait for its session before its grants are dropped
+/// (rmqtt's handshake can still fail after the authentication hook said yes).
+const PENDING_TTL: Duration = Duration::from_secs(60);
+
+struct Tracked {
+    tx: Tx,
+    auth: Arc<SessionAuth>,
+}
+
+#[derive(Default)]
+struct Inner {
+    live: HashMap<u64, Tracked>,
+    by_exp: BTreeSet<(UnixTime, u64)>,
+    // Grants decided in the authentication hook, waiting for the session to exist.
+    pending: HashMap<Id, (Instant, Arc<SessionAuth>)>,
+}
+
+/// The registry of live sessions.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    inner: Mutex<Inner>,
+    next: AtomicU64,
+}
+
+impl Tracker {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind; keep serving with them.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn park(&self, id: Id, auth: Arc<SessionAuth>) {
+        self.lock().pending.insert(id, (Instant::now(), auth));
+    }
+
+    pub(crate) fn unpark(&self, id: &Id) -> Option<Arc<SessionAuth>> {
+        self.lock().pending.remove(id).map(|(_, a)| a)
+    }
+
+    pub(crate) fn track(&self, tx: Tx, auth: Arc<SessionAuth>) {
+        let mut g = self.lock();
+        g.by_exp.insert((auth.exp, auth.seq));
+        g.live.insert(auth.seq, Tracked { tx, auth });
+    }
+
+    pub(crate) fn forget(&self, seq: u64) {
+        let mut g = self.lock();
+        if let Some(t) = g.live.remove(&seq) {
+            g.by_exp.remove(&(t.auth.exp, seq));
+        }
+    }
+
+    /// Number of tracked live sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().live.len()
+    }
+
+    /// One enforcement pass at `now`; returns the revocation cursor to pass next time.
+    pub(crate) fn enforce(
+        &self,
+        now: UnixTime,
+        revocations: &RevocationSet,
+        cursor: u64,
+        stats: &MqttStats,
+    ) -> u64 {
+        let (changes, cursor) = revocations.changes_since(cursor);
+        let mut to_close = Vec::new();
+        {
+            let mut g = self.lock();
+            while let Some(&(exp, seq)) = g.by_exp.first() {
+                if exp > now {
+                    break;
+                }
+                g.by_exp.pop_first();
+                if let Some(t) = g.live.remove(&seq) {
+                    stats.closed_expired.fetch_add(1, Ordering::Relaxed);
+                    to_close.push((t.tx, "token expired"));
+                }
+            }
+            if !changes.is_empty() {
+                let hit: Vec<u64> = g
+                    .live
+                    .iter()
+                    .filter(|(_, t)| changes.iter().any(|c| t.auth.revoked_by(c)))
+                    .map(|(seq, _)| *seq)
+                    .collect();
+                for seq in hit {
+                    if let Some(t) = g.live.remove(&seq) {
+                        g.by_exp.remove(&(t.auth.exp, seq));
+                        stats.closed_revoked.fetch_add(1, Ordering::Relaxed);
+                        to_close.push((t.tx, "token revoked"));
+                    }
+                }
+            }
+            g.pending.retain(|_, (at, _)| at.elapsed() < PENDING_TTL);
+        }
+        for (tx, why) in to_close {
+            // The session may already be gone; then there is nothing left to close.
+            let _ = tx.unbounded_send(Message::Closed(Reason::from_static(why)));
+        }
+        cursor
+    }
+}
+
+impl SessionAuth {
+    fn revoked_by(&self, r: &Revoked) -> bool {
+        match r {
+            Revoked::Session(sid) => self.sid.as_deref() == Some(sid.as_str()),
+            Revoked::Subject(sub, before) => self.subject == *sub && self.issued_at <= *before,
+        }
+    }
+}
+
+/// Run enforcement passes until the returned future is dropped.
+pub(crate) async fn run(
+    tracker: Arc<Tracker>,
+    revocations: Arc<RevocationSet>,
+    clock: Clock,
+    stats: Arc<MqttStats>,
+) {
+    // Revocations recorded before the broker started cannot name any of its sessions.
+    let (_, mut cursor) = revocations.changes_since(u64::MAX);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        cursor = tracker.enforce(clock(), &revocations, cursor, &stats);
+    }
+}

@@ -118,3 +118,19 @@ pub fn now() -> i64 {
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
+
+/// Announce a device key (`announce:<public_key>:<timestamp>` signed with it) to the sidecar at
+/// `url`; returns (device address, access token).
+pub fn announce(url: &str, key: &DeviceKey) -> Result<(String, String), Error> {
+    let public_key = key.public_b64();
+    let ts = now();
+    let signature = key.sign_b64(format!("announce:{public_key}:{ts}").as_bytes());
+    let ann = post(
+        &format!("{url}/v1/announce"),
+        None,
+        &serde_json::json!({"public_key": public_key, "timestamp": ts, "signature": signature}),
+    )?;
+    let token = ann["access_token"].as_str().ok_or("no access token")?;
+    let device = ann["device_address"].as_str().ok_or("no device address")?;
+    Ok((device.to_owned(), token.to_owned()))
+}

@@ -11,8 +11,15 @@ use crate::error::SidecarError;
 use crate::store::{SledStore, Store};
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // rmqtt's debug logs print whole CONNECT packets, passwords (our tokens) included: its
+    // targets stay at info whatever RUST_LOG says.
+    for target in ["rmqtt", "rmqtt_net", "rmqtt_codec"] {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

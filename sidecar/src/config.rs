@@ -98,9 +98,97 @@ pub struct ServeArgs {
     pub nats_url: Option<String>,
     #[command(flatten)]
     pub callout: CalloutServeArgs,
+    #[command(flatten)]
+    pub mqtt: MqttServeArgs,
+    /// Shared secret of `/internal/mqtt/*` (header `X-Internal-Secret`); unset = those routes
+    /// refuse every caller.
+    #[arg(long, env = "INTERNAL_SHARED_SECRET", hide_env_values = true)]
+    pub internal_secret: Option<SecretString>,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// `ADDR` or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenSpec {
+    Off,
+    On(SocketAddr),
+}
+
+impl ListenSpec {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            ListenSpec::Off => None,
+            ListenSpec::On(a) => Some(a),
+        }
+    }
+}
+
+fn parse_listen(s: &str) -> Result<ListenSpec, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(ListenSpec::Off);
+    }
+    s.parse()
+        .map(ListenSpec::On)
+        .map_err(|_| format!("expected HOST:PORT or off, got {s:?}"))
+}
+
+/// The embedded MQTT broker's listeners and limits.
+#[derive(Args, Clone, Debug)]
+pub struct MqttServeArgs {
+    /// MQTT over TCP (`off` disables the embedded broker's TCP listener).
+    #[arg(long, env = "MQTT_LISTEN", default_value = "127.0.0.1:1883", value_parser = parse_listen)]
+    pub mqtt_listen: ListenSpec,
+    /// MQTT over WebSocket.
+    #[arg(long, env = "MQTT_WS_LISTEN", default_value = "off", value_parser = parse_listen)]
+    pub mqtt_ws_listen: ListenSpec,
+    /// MQTT over TLS (needs --mqtt-tls-cert and --mqtt-tls-key).
+    #[arg(long, env = "MQTT_TLS_LISTEN", default_value = "off", value_parser = parse_listen)]
+    pub mqtt_tls_listen: ListenSpec,
+    /// PEM certificate chain of the TLS listener.
+    #[arg(long, env = "MQTT_TLS_CERT")]
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener.
+    #[arg(long, env = "MQTT_TLS_KEY")]
+    pub mqtt_tls_key: Option<PathBuf>,
+    /// Messages queued per client before new ones are dropped.
+    #[arg(long, env = "MQTT_MAX_QUEUE", default_value_t = 200_000)]
+    pub mqtt_max_queue: usize,
+    /// Unacknowledged QoS1/2 messages in flight to one client.
+    #[arg(long, env = "MQTT_MAX_INFLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub mqtt_max_inflight: u16,
+}
+
+impl MqttServeArgs {
+    /// The broker configuration, or `None` when every listener is off.
+    pub fn to_config(&self) -> Result<Option<broker_auth::mqtt::MqttConfig>, SidecarError> {
+        let tls = match self.mqtt_tls_listen.addr() {
+            None => None,
+            Some(addr) => match (&self.mqtt_tls_cert, &self.mqtt_tls_key) {
+                (Some(cert), Some(key)) => Some(broker_auth::mqtt::TlsListener {
+                    addr,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                _ => {
+                    return Err(SidecarError::Config(
+                        "--mqtt-tls-listen needs --mqtt-tls-cert and --mqtt-tls-key".into(),
+                    ));
+                }
+            },
+        };
+        let config = broker_auth::mqtt::MqttConfig {
+            tcp: self.mqtt_listen.addr(),
+            ws: self.mqtt_ws_listen.addr(),
+            tls,
+            max_queue: self.mqtt_max_queue,
+            max_inflight: self.mqtt_max_inflight,
+            ..Default::default()
+        };
+        let any = config.tcp.is_some() || config.ws.is_some() || config.tls.is_some();
+        Ok(any.then_some(config))
+    }
 }
 
 /// The in-process responder's settings (the `callout` binary's flags, prefixed `--callout-`).

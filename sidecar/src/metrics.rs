@@ -20,6 +20,23 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: &'static str,
+}
+
+/// Histogram-shaped series (`le` buckets, cumulative) mirrored from the broker's own buckets.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub hook: &'static str,
+    pub le: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    pub hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub action: &'static str,
     pub result: &'static str,
@@ -39,6 +56,106 @@ pub struct Metrics {
     callout_kicked: Gauge,
     callout_unanswerable: Gauge,
     callout_denied: Family<ReasonLabels, Gauge>,
+    /// The embedded MQTT broker's counters, mirrored at render time.
+    pub mqtt_stats: std::sync::Arc<broker_auth::mqtt::MqttStats>,
+    mqtt: MqttGauges,
+}
+
+#[derive(Default)]
+struct MqttGauges {
+    accepted: Gauge,
+    refused: Family<ReasonLabels, Gauge>,
+    denied: Family<ActionLabels, Gauge>,
+    closed: Family<ReasonLabels, Gauge>,
+    latency_bucket: Family<BucketLabels, Gauge>,
+    latency_count: Family<HookLabels, Gauge>,
+    latency_sum: Family<HookLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl MqttGauges {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "mqtt_connects_accepted",
+            "MQTT CONNECTs accepted",
+            self.accepted.clone(),
+        );
+        r.register(
+            "mqtt_connects_refused",
+            "MQTT CONNECTs refused, by reason",
+            self.refused.clone(),
+        );
+        r.register(
+            "mqtt_acl_denied",
+            "MQTT ACL denials, by action",
+            self.denied.clone(),
+        );
+        r.register(
+            "mqtt_sessions_closed",
+            "MQTT sessions closed by us, by reason (token expired, revoked)",
+            self.closed.clone(),
+        );
+        r.register(
+            "mqtt_hook_latency_seconds_bucket",
+            "Time in the MQTT hooks: cumulative counts by upper bound",
+            self.latency_bucket.clone(),
+        );
+        r.register(
+            "mqtt_hook_latency_seconds_count",
+            "MQTT hook invocations",
+            self.latency_count.clone(),
+        );
+        r.register(
+            "mqtt_hook_latency_seconds_sum",
+            "Total time in the MQTT hooks",
+            self.latency_sum.clone(),
+        );
+    }
+
+    fn mirror(&self, s: &broker_auth::mqtt::MqttStats) {
+        use broker_auth::mqtt::MqttStats as S;
+        use broker_auth::mqtt::stats::LATENCY_BUCKETS_US;
+        self.accepted.set(S::get(&s.connects_accepted) as i64);
+        for (reason, n) in s.refusals() {
+            self.refused
+                .get_or_create(&ReasonLabels { reason })
+                .set(n as i64);
+        }
+        for (action, c) in [
+            ("publish", &s.publish_denied),
+            ("subscribe", &s.subscribe_denied),
+        ] {
+            self.denied
+                .get_or_create(&ActionLabels { action })
+                .set(S::get(c) as i64);
+        }
+        for (reason, c) in [
+            ("token_expired", &s.closed_expired),
+            ("revoked", &s.closed_revoked),
+        ] {
+            self.closed
+                .get_or_create(&ReasonLabels { reason })
+                .set(S::get(c) as i64);
+        }
+        for (hook, l) in [("connect", &s.connect_latency), ("acl", &s.acl_latency)] {
+            let mut total = 0u64;
+            let counts = l.counts();
+            for (i, n) in counts.iter().enumerate() {
+                total += n;
+                let le = LATENCY_BUCKETS_US
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), |us| format!("{}", *us as f64 / 1e6));
+                self.latency_bucket
+                    .get_or_create(&BucketLabels { hook, le })
+                    .set(total as i64);
+            }
+            self.latency_count
+                .get_or_create(&HookLabels { hook })
+                .set(total as i64);
+            self.latency_sum
+                .get_or_create(&HookLabels { hook })
+                .set(l.sum_seconds());
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -98,6 +215,8 @@ impl Default for Metrics {
             "NATS requests that could not be answered (fail closed)",
             callout_unanswerable.clone(),
         );
+        let mqtt = MqttGauges::default();
+        mqtt.register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -111,6 +230,8 @@ impl Default for Metrics {
             callout_kicked,
             callout_unanswerable,
             callout_denied,
+            mqtt_stats: Default::default(),
+            mqtt,
         }
     }
 }
@@ -135,6 +256,7 @@ impl Metrics {
                 .get_or_create(&ReasonLabels { reason })
                 .set(n as i64);
         }
+        self.mqtt.mirror(&self.mqtt_stats);
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::api::{devices, error::ERROR_CODES, identity, login, ops};
+use crate::api::{broker, devices, error::ERROR_CODES, identity, login, ops};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,10 @@ use crate::api::{devices, error::ERROR_CODES, identity, login, ops};
         devices::Feed,
         devices::FeedEntry,
         ops::Health,
+        broker::GoAuthRequest,
+        broker::Acc,
+        broker::InternalAuthRequest,
+        broker::InternalAclRequest,
     ))
 )]
 struct Doc;
@@ -223,6 +227,56 @@ const ROUTES: &[Route] = &[
         ok: (200, None),
         auth: true,
         errors: &[401, 403],
+    },
+    Route {
+        method: "post",
+        path: "/user",
+        summary: "mosquitto-go-auth user check: the token as Bearer or as `password` (JSON or form); 200 {ok:true} / 403 {ok:false}",
+        tag: "broker auth",
+        request: Some("GoAuthRequest"),
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 403, 413, 415],
+    },
+    Route {
+        method: "post",
+        path: "/acl",
+        summary: "mosquitto-go-auth ACL check: topic and acc (1 read, 2 publish, 4 subscribe; bits combine)",
+        tag: "broker auth",
+        request: Some("GoAuthRequest"),
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 403, 413, 415],
+    },
+    Route {
+        method: "post",
+        path: "/superuser",
+        summary: "mosquitto-go-auth superuser check (scope mqtt.admin, group admin or mqtt.admin)",
+        tag: "broker auth",
+        request: Some("GoAuthRequest"),
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 403, 413, 415],
+    },
+    Route {
+        method: "post",
+        path: "/internal/mqtt/auth",
+        summary: "Internal connect decision: grants of a token (X-Internal-Secret)",
+        tag: "broker auth",
+        request: Some("InternalAuthRequest"),
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 401, 403, 413, 415],
+    },
+    Route {
+        method: "post",
+        path: "/internal/mqtt/acl",
+        summary: "Internal topic decision for a token (X-Internal-Secret)",
+        tag: "broker auth",
+        request: Some("InternalAclRequest"),
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 401, 403, 413, 415],
     },
 ];
 

@@ -66,13 +66,21 @@ pub fn build_state(
     let token_config = TokenConfig::new(config.issuer(), config.audience.clone());
     let metrics = Metrics::default();
     metrics.identities.set(store.identity_count()? as i64);
+    let auth = broker_auth::live::LiveAuth::new(
+        Arc::new(ArcSwap::from_pointee(keys)),
+        Arc::new(Verifier::new(token_config.clone())),
+        Arc::new(revocations),
+        Arc::new(SharedPolicy::new(policy)),
+        100_000,
+    );
     Ok(Arc::new(AppState {
         limiter: RateLimiter::new(config.limits(), bans),
-        verifier: Arc::new(Verifier::new(token_config.clone())),
+        verifier: auth.verifier.clone(),
         token_config,
-        keys: Arc::new(ArcSwap::from_pointee(keys)),
-        revocations: Arc::new(revocations),
-        policy: Arc::new(SharedPolicy::new(policy)),
+        keys: auth.keys.clone(),
+        revocations: auth.revocations.clone(),
+        policy: auth.policy.clone(),
+        auth,
         store,
         clock,
         metrics,
@@ -148,6 +156,27 @@ fn prepare_callout(
     Ok((args, Arc::new(responder)))
 }
 
+/// The embedded MQTT broker on this process's keys, revocations, policy and clock.
+async fn start_mqtt(
+    state: &State,
+) -> Result<Option<broker_auth::mqtt::EmbeddedBroker>, SidecarError> {
+    let Some(config) = state.config.mqtt.to_config()? else {
+        return Ok(None);
+    };
+    let clock = state.clock.clone();
+    let broker = broker_auth::mqtt::EmbeddedBroker::start(
+        &config,
+        state.auth.clone(),
+        Arc::new(move || clock.now()),
+        state.metrics.mqtt_stats.clone(),
+    )
+    .await
+    .map_err(|e| SidecarError::Config(e.to_string()))?;
+    let a = broker.addrs();
+    tracing::info!(tcp = ?a.tcp, ws = ?a.ws, tls = ?a.tls, "embedded MQTT broker listening");
+    Ok(Some(broker))
+}
+
 /// The in-process NATS auth-callout responder, sharing this process's keys, revocations and
 /// policy. nats-server may come up after us (operator mode needs our resolver first), so the
 /// connection is retried in the background and nothing here blocks the REST service.
@@ -156,13 +185,7 @@ async fn run_callout(
     (args, responder): (callout::config::CalloutArgs, Arc<callout::Responder>),
     shutdown: impl Future<Output = ()>,
 ) {
-    let shared = callout::Shared {
-        token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
-        keys: state.keys.clone(),
-        verifier: state.verifier.clone(),
-        revocations: state.revocations.clone(),
-        policy: state.policy.clone(),
-    };
+    let shared = state.auth.clone();
     tokio::pin!(shutdown);
     let service = loop {
         let attempt = async {
@@ -241,6 +264,7 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
+    let mqtt = start_mqtt(&state).await?;
     let responder = match &state.config.nats_url {
         Some(url) => Some(tokio::spawn(run_callout(
             state.clone(),
@@ -260,6 +284,9 @@ pub async fn run(
         .await;
     if let Some(r) = responder {
         let _ = r.await;
+    }
+    if let Some(m) = mqtt {
+        m.shutdown();
     }
     janitor.abort();
     watcher.abort();

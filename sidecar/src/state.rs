@@ -31,6 +31,9 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub revocations: Arc<RevocationSet>,
     pub policy: Arc<SharedPolicy>,
+    /// The same keys, verifier, revocations and policy bundled for connect decisions (with a
+    /// verification cache), shared by the HTTP broker routes, the MQTT broker and the callout.
+    pub auth: broker_auth::live::LiveAuth,
     pub limiter: RateLimiter,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,

@@ -130,13 +130,18 @@ fn broker_err(what: &str, e: impl std::fmt::Display) -> Error {
 impl EmbeddedBroker {
     /// Bind every configured listener, install the hooks and start serving on the current
     /// tokio runtime. Binding errors (port in use, unreadable TLS files) are returned here.
-    pub async fn start(config: &MqttConfig, auth: LiveAuth, clock: Clock) -> Result<Self> {
+    /// `stats` is where the hooks count (the caller's metrics exporter reads it).
+    pub async fn start(
+        config: &MqttConfig,
+        auth: LiveAuth,
+        clock: Clock,
+        stats: Arc<MqttStats>,
+    ) -> Result<Self> {
         let scx = ServerContext::new()
             .busy_check_enable(false)
             .mqtt_max_sessions(0)
             .build()
             .await;
-        let stats = Arc::new(MqttStats::default());
         let tracker = Arc::new(tracker::Tracker::default());
         let hooks = Arc::new(hooks::Hooks {
             auth: auth.clone(),

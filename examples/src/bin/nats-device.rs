@@ -9,9 +9,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use broker_auth_examples::{DeviceKey, Error, now, post};
+use broker_auth_examples::{DeviceKey, Error, announce};
 use clap::Parser;
-use serde_json::json;
 
 #[derive(Parser)]
 struct Args {
@@ -26,22 +25,7 @@ struct Args {
 fn main() -> Result<(), Error> {
     let args = Args::parse();
     let key = DeviceKey::load_or_create(&args.key_file, "ed25519")?;
-    let public_key = key.public_b64();
-    let ts = now();
-    let signature = key.sign_b64(format!("announce:{public_key}:{ts}").as_bytes());
-    let ann = post(
-        &format!("{}/v1/announce", args.url),
-        None,
-        &json!({"public_key": public_key, "timestamp": ts, "signature": signature}),
-    )?;
-    let token = ann["access_token"]
-        .as_str()
-        .ok_or("no access token")?
-        .to_owned();
-    let device = ann["device_address"]
-        .as_str()
-        .ok_or("no device address")?
-        .to_owned();
+    let (device, token) = announce(&args.url, &key)?;
     println!("announced as {device}");
 
     tokio::runtime::Runtime::new()?.block_on(async move {

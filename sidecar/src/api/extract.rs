@@ -93,6 +93,33 @@ pub fn json_body<T: DeserializeOwned + Send + 'static>()
         })
 }
 
+/// A body that is JSON or `application/x-www-form-urlencoded` (brokers' HTTP auth plugins send
+/// either), at most [`BODY_LIMIT`] bytes. An empty body is an empty object.
+pub fn json_or_form_body<T: DeserializeOwned + Send + 'static>()
+-> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and(warp::body::stream())
+        .and_then(|ct: Option<String>, body| async move {
+            let ct = ct.unwrap_or_default().to_ascii_lowercase();
+            let bytes = read_limited(body).await.map_err(reject)?;
+            if ct.starts_with("application/x-www-form-urlencoded") {
+                serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| {
+                    let mut msg = format!("invalid form body: {e}");
+                    msg.truncate(300);
+                    reject(SidecarError::Validation(msg))
+                })
+            } else if ct.is_empty() || ct.starts_with("application/json") {
+                if bytes.iter().all(u8::is_ascii_whitespace) {
+                    parse_json::<T>(b"{}").map_err(reject)
+                } else {
+                    parse_json::<T>(&bytes).map_err(reject)
+                }
+            } else {
+                Err(reject(SidecarError::UnsupportedMediaType))
+            }
+        })
+}
+
 /// The client IP: the socket peer, or — only when the peer is a trusted proxy — the right-most
 /// X-Forwarded-For address that is not itself a trusted proxy.
 pub fn resolve_ip(peer: Option<SocketAddr>, xff: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {

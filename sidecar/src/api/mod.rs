@@ -1,6 +1,7 @@
 //! The REST API: route groups, the security headers every response carries, request metrics, and
 //! the single `recover` that turns every error into the JSON envelope.
 
+pub mod broker;
 pub mod devices;
 pub mod docs;
 pub mod error;
@@ -60,6 +61,8 @@ pub fn routes(
         .or(login::routes(state.clone()))
         .unify()
         .or(devices::routes(state.clone()))
+        .unify()
+        .or(broker::routes(state.clone()))
         .unify()
         .or(docs::routes())
         .unify()

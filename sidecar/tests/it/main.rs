@@ -3,12 +3,14 @@
 // Test helpers outside #[test] fns fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod broker_routes;
 mod conventions;
 mod device_routes;
 mod e2e;
 mod harness;
 mod identity_routes;
 mod interop;
+mod mqtt_e2e;
 mod nats_callout;
 mod policy_cli;
 mod server;

@@ -10,6 +10,8 @@ use test_support::{free_port, http_get, wait_until};
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    /// The embedded MQTT broker's TCP port, unless the test passed its own `--mqtt-listen`.
+    pub mqtt_port: Option<u16>,
     log: PathBuf,
 }
 
@@ -42,6 +44,8 @@ impl Server {
         let log = data.with_extension(format!("{port}.log"));
         let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let listen = format!("127.0.0.1:{port}");
+        let mqtt_port = (!extra.contains(&"--mqtt-listen")).then(free_port);
+        let mqtt_listen = mqtt_port.map(|p| format!("127.0.0.1:{p}"));
         let child = Command::new(bin())
             .args([
                 "serve",
@@ -55,6 +59,10 @@ impl Server {
             } else {
                 vec!["--policies", policies.to_str().unwrap()]
             })
+            .args(match &mqtt_listen {
+                Some(l) => vec!["--mqtt-listen", l.as_str()],
+                None => vec![],
+            })
             .args(extra)
             .env_remove("KEY_ENCRYPTION_KEY")
             .env_remove("RATE_LIMIT")
@@ -66,13 +74,16 @@ impl Server {
         let mut s = Server {
             child: Some(child),
             port,
+            mqtt_port,
             log,
         };
         let ready = wait_until(Duration::from_secs(20), || {
             if let Some(Ok(Some(status))) = s.child.as_mut().map(|c| c.try_wait()) {
                 panic!("sidecar exited early ({status}):\n{}", s.log());
             }
+            // Ready as the README defines it: /health answers and the MQTT port accepts.
             matches!(http_get(port, "/health"), Some((200, _)))
+                && mqtt_port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
         assert!(ready, "sidecar not ready:\n{}", s.log());
         s

@@ -50,6 +50,7 @@ impl World {
             &config,
             auth.clone(),
             Arc::new(move || clock_now.load(Ordering::SeqCst)),
+            Default::default(),
         )
         .await
         .unwrap();

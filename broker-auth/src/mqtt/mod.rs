@@ -90,8 +90,8 @@ impl Default for MqttConfig {
 #[derive(Debug)]
 pub struct SessionAuth {
     seq: u64,
-    /// Identity id of the principal.
-    pub identity: String,
+    /// Who the session is (kept so a policy reload can recompute its grants).
+    pub principal: crate::Principal,
     /// Token `sub` (what subject revocation names).
     pub subject: String,
     /// Token `sid`, if any.
@@ -202,6 +202,7 @@ impl EmbeddedBroker {
         tasks.push(tokio::spawn(tracker::run(
             tracker.clone(),
             auth.revocations.clone(),
+            auth.policy.clone(),
             clock,
             stats.clone(),
         )));

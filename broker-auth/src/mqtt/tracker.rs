@@ -6,6 +6,11 @@
 //! when nobody expires) and, when the revocation set has changed since the last tick, the sessions
 //! those revocations name. One task for all sessions instead of a timer each keeps the per-session
 //! cost at one map entry.
+//!
+//! A policy reload changes what sessions may do: each live session's grants are recomputed from
+//! its principal, and a session whose grants changed is closed (its client reconnects and
+//! subscribes under the new grants; closing is the only way to drop subscriptions the new policy
+//! no longer allows). Sessions whose grants are unchanged are not touched.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +22,7 @@ use rmqtt::types::{Id, Message, Reason, Tx};
 use super::stats::MqttStats;
 use super::{Clock, SessionAuth};
 use crate::UnixTime;
+use crate::policy::{PolicySet, SharedPolicy};
 use crate::revocation::{RevocationSet, Revoked};
 
 /// How often expiry and revocation are enforced: the "within 1 s" of the contract with margin.
@@ -129,6 +135,38 @@ impl Tracker {
     }
 }
 
+impl Tracker {
+    /// Close the sessions whose grants differ under `policy`; returns how many were closed.
+    pub(crate) fn recheck(&self, policy: &PolicySet, stats: &MqttStats) -> usize {
+        // Evaluate outside the lock: a reload may mean one Rego evaluation per distinct principal.
+        let live: Vec<Arc<SessionAuth>> =
+            self.lock().live.values().map(|t| t.auth.clone()).collect();
+        let changed: Vec<u64> = live
+            .iter()
+            .filter(|a| {
+                policy
+                    .grants_cached(&a.principal)
+                    .map_or(true, |g| g.source() != a.grants.source())
+            })
+            .map(|a| a.seq)
+            .collect();
+        let mut g = self.lock();
+        let mut closed = 0;
+        for seq in changed {
+            if let Some(t) = g.live.remove(&seq) {
+                g.by_exp.remove(&(t.auth.exp, seq));
+                let _ =
+                    t.tx.unbounded_send(Message::Closed(Reason::from_static("policy changed")));
+                closed += 1;
+            }
+        }
+        stats
+            .closed_policy
+            .fetch_add(closed as u64, Ordering::Relaxed);
+        closed
+    }
+}
+
 impl SessionAuth {
     fn revoked_by(&self, r: &Revoked) -> bool {
         match r {
@@ -142,15 +180,29 @@ impl SessionAuth {
 pub(crate) async fn run(
     tracker: Arc<Tracker>,
     revocations: Arc<RevocationSet>,
+    policy: Arc<SharedPolicy>,
     clock: Clock,
     stats: Arc<MqttStats>,
 ) {
     // Revocations recorded before the broker started cannot name any of its sessions.
     let (_, mut cursor) = revocations.changes_since(u64::MAX);
+    let mut seen = policy.current();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         cursor = tracker.enforce(clock(), &revocations, cursor, &stats);
+        let now = policy.current();
+        if !Arc::ptr_eq(&now, &seen) {
+            seen = now.clone();
+            let (t, s) = (tracker.clone(), stats.clone());
+            let closed = tokio::task::spawn_blocking(move || t.recheck(&now, &s))
+                .await
+                .unwrap_or(0);
+            tracing::info!(
+                closed,
+                "policy reloaded; sessions whose grants changed were closed"
+            );
+        }
     }
 }

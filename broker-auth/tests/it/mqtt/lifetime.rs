@@ -135,3 +135,49 @@ async fn no_acknowledged_qos1_message_is_lost_in_a_100k_burst() {
     assert_eq!(acked, BURST);
     assert_eq!(unique, BURST);
 }
+
+#[tokio::test]
+async fn a_policy_reload_closes_exactly_the_sessions_whose_grants_changed() {
+    let w = World::start().await;
+    let (_d, mut dl) = v3::connect(v3::options("c-dev", w.port, Some(&w.device_token())))
+        .await
+        .unwrap();
+    let (a, mut al) = v3::connect(v3::options("c-admin", w.port, Some(&w.admin_token())))
+        .await
+        .unwrap();
+    // Devices may now publish telemetry only; superusers are unchanged.
+    let dir = super::super::policy::shipped_dir();
+    let mut sources = broker_auth::policy::read_dir(&dir).unwrap();
+    let edited = sources
+        .iter_mut()
+        .find(|s| s.text.contains("\"devices/%s/#\""))
+        .expect("the shipped device publish pattern");
+    edited.text = edited
+        .text
+        .replace("\"devices/%s/#\"", "\"devices/%s/telemetry\"");
+    sources.retain(|s| !s.is_test());
+    w.auth.policy.reload(sources).unwrap();
+    let took = v3_until_closed(&mut dl).await;
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    assert_eq!(MqttStats::get(&w.broker.stats().closed_policy), 1);
+    // The superuser's session is untouched.
+    a.subscribe("#", QoS::AtMostOnce).await.unwrap();
+    v3_until(&mut al, v3_suback).await;
+    // A reconnecting device gets the new grants.
+    let (d, mut dl) = v3::connect(v3::options("c-dev", w.port, Some(&w.device_token())))
+        .await
+        .unwrap();
+    d.publish(
+        format!("devices/{DEV}/status"),
+        QoS::AtLeastOnce,
+        false,
+        "x",
+    )
+    .await
+    .unwrap();
+    v3_until(&mut dl, |e| {
+        matches!(e, Event::Incoming(Packet::PubAck(_))).then_some(())
+    })
+    .await;
+    assert_eq!(MqttStats::get(&w.broker.stats().publish_denied), 1);
+}

@@ -36,23 +36,40 @@ fn device(i: usize) -> String {
 fn serve(kind: &str, port: u16) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
+        let stats = Arc::new(broker_auth::mqtt::MqttStats::default());
         let creds = match kind {
-            "acl" => serve_acl(port).await,
+            "acl" => serve_acl(port, stats.clone()).await,
             "noacl" => serve_bare(port).await,
             _ => panic!("unknown broker kind {kind}"),
         };
         println!("{}", serde_json::to_string(&creds).unwrap());
-        // Run until the parent closes stdin.
-        tokio::task::spawn_blocking(|| {
+        // Serve until the parent closes stdin; a `stats` line asks for the hooks' own timing.
+        tokio::task::spawn_blocking(move || {
             let mut s = String::new();
-            while std::io::stdin().read_line(&mut s).is_ok_and(|n| n > 0) {}
+            while std::io::stdin().read_line(&mut s).is_ok_and(|n| n > 0) {
+                if s.trim() == "stats" {
+                    let l = &stats.acl_latency;
+                    let n: u64 = l.counts().iter().sum();
+                    let c = &stats.connect_latency;
+                    let cn: u64 = c.counts().iter().sum();
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "acl_mean_ns": l.sum_seconds() * 1e9 / n.max(1) as f64,
+                            "acl_sampled_calls": n,
+                            "connect_mean_us": c.sum_seconds() * 1e6 / cn.max(1) as f64,
+                        })
+                    );
+                }
+                s.clear();
+            }
         })
         .await
         .unwrap();
     });
 }
 
-async fn serve_acl(port: u16) -> Vec<String> {
+async fn serve_acl(port: u16, stats: Arc<broker_auth::mqtt::MqttStats>) -> Vec<String> {
     use arc_swap::ArcSwap;
     use broker_auth::live::LiveAuth;
     use broker_auth::mqtt::{EmbeddedBroker, MqttConfig};
@@ -80,14 +97,9 @@ async fn serve_acl(port: u16) -> Vec<String> {
         tcp: Some(([127, 0, 0, 1], port).into()),
         ..Default::default()
     };
-    let broker = EmbeddedBroker::start(
-        &config,
-        auth,
-        Arc::new(test_support::unix_now),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let broker = EmbeddedBroker::start(&config, auth, Arc::new(test_support::unix_now), stats)
+        .await
+        .unwrap();
     std::mem::forget(broker);
     tokens
 }
@@ -122,7 +134,23 @@ struct Broker {
     /// (username, password) per client index: the device and its token, or a mosquitto login;
     /// an empty username connects anonymously.
     creds: Vec<(String, String)>,
+    /// The embedded brokers' stdout, for `stats` answers.
+    out: Option<BufReader<std::process::ChildStdout>>,
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    /// The ACL hooks' own mean time per call, as the broker measured it.
+    fn hook_stats(&mut self) -> Option<serde_json::Value> {
+        use std::io::Write;
+        let out = self.out.as_mut()?;
+        let stdin = self.child.stdin.as_mut()?;
+        stdin.write_all(b"stats\n").ok()?;
+        stdin.flush().ok()?;
+        let mut line = String::new();
+        out.read_line(&mut line).ok()?;
+        serde_json::from_str(&line).ok()
+    }
 }
 
 impl Drop for Broker {
@@ -162,9 +190,8 @@ fn start_embedded(name: &'static str, kind: &str) -> Broker {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
     let tokens: Vec<String> = serde_json::from_str(&line).unwrap();
     let creds = tokens
         .into_iter()
@@ -183,6 +210,7 @@ fn start_embedded(name: &'static str, kind: &str) -> Broker {
         child,
         port,
         creds,
+        out: Some(out),
         _dir: None,
     }
 }
@@ -312,6 +340,7 @@ fn start_mosquitto() -> Option<Broker> {
         child,
         port,
         creds,
+        out: None,
         _dir: Some(dir),
     })
 }
@@ -608,6 +637,11 @@ fn main() {
             }
         }
     });
+    let hooks: Vec<_> = brokers
+        .iter_mut()
+        .filter_map(|b| Some((b.name, b.hook_stats()?)))
+        .filter(|(_, v)| v["acl_sampled_calls"].as_u64() > Some(0))
+        .collect();
     println!("\n| case | broker | msg/s delivered | broker CPU µs/msg |");
     println!("|---|---|---|---|");
     for r in &rows {
@@ -634,6 +668,15 @@ fn main() {
             bare.map_or("—".into(), |b| format!("{:.2}", r.rate / b.0)),
             mosq.map_or("—".into(), |m| format!("{:.2}", r.rate / m.0)),
             bare.map_or("—".into(), |b| format!("{:+.2} µs", r.cpu_us - b.1)),
+        );
+    }
+    for (name, v) in hooks {
+        println!(
+            "\n{name}: time inside the ACL hook {:.0} ns per call (mean of {} sampled calls); \
+             CONNECT hook {:.1} µs per connect",
+            v["acl_mean_ns"].as_f64().unwrap_or(f64::NAN),
+            v["acl_sampled_calls"],
+            v["connect_mean_us"].as_f64().unwrap_or(f64::NAN),
         );
     }
     println!(

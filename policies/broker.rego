@@ -87,13 +87,20 @@ subscribe_patterns(p) := ((device_subscribe(p) | tenant_subscribe(p)) | rxc_subs
 
 # --- NATS-only subjects --------------------------------------------------------------------------
 
-# A sensor may drive its own durable pull consumer and nothing else of JetStream.
+# Where a tenant account reaches the CONTROL account's JetStream API (the provisioner's service
+# imports map this prefix onto CONTROL's `$JS.API`; a JetStream client uses it as its API prefix).
+control_js_prefix := "JS.CONTROL.API"
+
+# A sensor may drive its own durable pull consumer and nothing else of JetStream: directly (the
+# stream in its own account) or through the CONTROL prefix (operator mode, one account per tenant).
 sensor_js_api(p) := {s |
 	t := sensor_tenant(p)
 	c := sprintf("cmd-%s-%s", [t, p.id])
 	some s in [
 		sprintf("$JS.API.CONSUMER.MSG.NEXT.%s.%s", [command_stream, c]),
 		sprintf("$JS.API.CONSUMER.INFO.%s.%s", [command_stream, c]),
+		sprintf("%s.CONSUMER.MSG.NEXT.%s.%s", [control_js_prefix, command_stream, c]),
+		sprintf("%s.CONSUMER.INFO.%s.%s", [control_js_prefix, command_stream, c]),
 		sprintf("$JS.ACK.%s.%s.>", [command_stream, c]),
 	]
 }

@@ -75,6 +75,8 @@ test_sensor_follows_the_rxc_scheme if {
 	g := broker.grants with input.principal as sensor
 	"rxc/t1/s1/status" in g.publish
 	"$JS.API.CONSUMER.MSG.NEXT.RXC_CMD.cmd-t1-s1" in g.nats.publish
+	"JS.CONTROL.API.CONSUMER.MSG.NEXT.RXC_CMD.cmd-t1-s1" in g.nats.publish
+	not "JS.CONTROL.API.CONSUMER.MSG.NEXT.RXC_CMD.cmd-t1-s2" in g.nats.publish
 	"$JS.ACK.RXC_CMD.cmd-t1-s1.>" in g.nats.publish
 	g.nats.subscribe == ["_INBOX.>"]
 	not "rxc/+/+/cmd" in g.publish

@@ -53,7 +53,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, SidecarError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn flush(store: &SledStore) -> Result<(), SidecarError> {
+fn flush(store: &dyn Store) -> Result<(), SidecarError> {
     tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| SidecarError::Internal(e.to_string()))?
@@ -101,5 +101,40 @@ pub fn rotate(args: &StoreArgs, alg: &str) -> Result<ExitCode, SidecarError> {
     let kid = crate::keystore::rotate(&store, &master, alg, SystemClock.now())?;
     flush(&store)?;
     println!("new signing key {kid}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn init_operator(
+    args: &StoreArgs,
+    seed_path: Option<std::path::PathBuf>,
+    resolver_url: &str,
+    seed_key: Option<broker_auth::secret::SecretString>,
+    control_account_name: String,
+) -> Result<ExitCode, SidecarError> {
+    let provision = crate::config::ProvisionArgs {
+        operator_seed_path: None,
+        account_seed_encryption_key: seed_key,
+        backend_shared_secret: None,
+        control_creds_path: None,
+        command_stream_name: "RXC_CMD".into(),
+        control_account_name,
+        startup_ensure_command_stream: false,
+    };
+    let seeds = provision.seed_key()?;
+    let seed_path = seed_path.unwrap_or_else(|| args.data_dir.join("operator.seed"));
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SledStore::open(&args.data_dir)?);
+    // Accounts need no policy; users are minted by `serve`, which loads the real one.
+    let names = provision.names();
+    let done =
+        crate::provision::operator::init(&seed_path, resolver_url, SystemClock.now(), |op| {
+            crate::provision::Provisioner::new(op, seeds, store.clone(), None, names)
+        })?;
+    flush(store.as_ref())?;
+    eprintln!(
+        "operator seed written to {} (0600), operator JWT to {}",
+        done.seed_path.display(),
+        done.jwt_path.display()
+    );
+    print!("{}", done.config_block);
     Ok(ExitCode::SUCCESS)
 }

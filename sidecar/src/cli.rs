@@ -29,6 +29,23 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         expires_in_days: i64,
     },
+    /// One-time NATS operator bootstrap: operator key pair (seed 0600, JWT beside it), SYS and
+    /// CONTROL accounts; prints the nats-server configuration block for our resolver.
+    InitOperator {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Where to write the operator seed (default DATA_DIR/operator.seed).
+        #[arg(long, env = "OPERATOR_SEED_PATH")]
+        operator_seed_path: Option<PathBuf>,
+        /// The resolver URL nats-server will call (this sidecar's `/jwt/v1/accounts/`).
+        #[arg(long, default_value = "http://127.0.0.1:8080/jwt/v1/accounts/")]
+        resolver_url: String,
+        /// Base64 of 32 bytes: AES-256-GCM key of the stored account seeds.
+        #[arg(long, env = "ACCOUNT_SEED_ENCRYPTION_KEY", hide_env_values = true)]
+        account_seed_encryption_key: Option<broker_auth::secret::SecretString>,
+        #[arg(long, env = "CONTROL_ACCOUNT_NAME", default_value = "CONTROL")]
+        control_account_name: String,
+    },
     /// Signing key management (the store must not be open by a running server; a running server
     /// rotates with `POST /admin/keys/rotate`).
     Keys {
@@ -96,6 +113,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, SidecarError> {
         Command::Keys {
             command: KeysCommand::Rotate { store, alg },
         } => crate::admin_cmd::rotate(&store, &alg),
+        Command::InitOperator {
+            store,
+            operator_seed_path,
+            resolver_url,
+            account_seed_encryption_key,
+            control_account_name,
+        } => crate::admin_cmd::init_operator(
+            &store,
+            operator_seed_path,
+            &resolver_url,
+            account_seed_encryption_key,
+            control_account_name,
+        ),
     }
 }
 

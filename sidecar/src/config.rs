@@ -100,6 +100,8 @@ pub struct ServeArgs {
     pub callout: CalloutServeArgs,
     #[command(flatten)]
     pub mqtt: MqttServeArgs,
+    #[command(flatten)]
+    pub provision: ProvisionArgs,
     /// Shared secret of `/internal/mqtt/*` (header `X-Internal-Secret`); unset = those routes
     /// refuse every caller.
     #[arg(long, env = "INTERNAL_SHARED_SECRET", hide_env_values = true)]
@@ -107,6 +109,54 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// The NATS provisioner and account resolver (the RavenXcope seed's environment variables).
+#[derive(Args, Clone, Debug)]
+pub struct ProvisionArgs {
+    /// Operator seed (0600) from `sidecar init-operator`; enables the provisioner and resolver.
+    #[arg(long, env = "OPERATOR_SEED_PATH")]
+    pub operator_seed_path: Option<PathBuf>,
+    /// Base64 of 32 bytes: AES-256-GCM key of the stored account and user seeds.
+    #[arg(long, env = "ACCOUNT_SEED_ENCRYPTION_KEY", hide_env_values = true)]
+    pub account_seed_encryption_key: Option<SecretString>,
+    /// Secret of the write routes (`X-Backend-Shared-Secret` or `X-Ravenxcope-Provisioner-Secret`).
+    #[arg(long, env = "BACKEND_SHARED_SECRET", hide_env_values = true)]
+    pub backend_shared_secret: Option<SecretString>,
+    /// Existing control-admin `.creds`; by default the provisioner mints its own.
+    #[arg(long, env = "CONTROL_CREDS_PATH")]
+    pub control_creds_path: Option<PathBuf>,
+    /// JetStream command stream.
+    #[arg(long, env = "COMMAND_STREAM_NAME", default_value = "RXC_CMD")]
+    pub command_stream_name: String,
+    /// Name of the control account (JetStream, backend).
+    #[arg(long, env = "CONTROL_ACCOUNT_NAME", default_value = "CONTROL")]
+    pub control_account_name: String,
+    /// Ensure the command stream and every sensor's consumer when NATS comes up.
+    #[arg(long, env = "STARTUP_ENSURE_COMMAND_STREAM", default_value_t = false, action = ArgAction::Set)]
+    pub startup_ensure_command_stream: bool,
+}
+
+impl ProvisionArgs {
+    /// The seed encryption key, required and checked whenever the provisioner runs.
+    pub fn seed_key(&self) -> Result<crate::keystore::MasterKey, SidecarError> {
+        let k = self.account_seed_encryption_key.as_ref().ok_or_else(|| {
+            SidecarError::Config(
+                "ACCOUNT_SEED_ENCRYPTION_KEY (base64 of 32 bytes) is required with the provisioner"
+                    .into(),
+            )
+        })?;
+        crate::keystore::MasterKey::from_base64(k.expose()).map_err(|_| {
+            SidecarError::Config("ACCOUNT_SEED_ENCRYPTION_KEY must be base64 of 32 bytes".into())
+        })
+    }
+
+    pub fn names(&self) -> crate::provision::Names {
+        crate::provision::Names {
+            command_stream: self.command_stream_name.clone(),
+            control_account: self.control_account_name.clone(),
+        }
+    }
 }
 
 /// `ADDR` or `off`.

@@ -72,6 +72,9 @@ pub enum SidecarError {
     /// Bad command-line or configuration input.
     #[error("{0}")]
     Config(String),
+    /// A dependency (nats-server) is not reachable right now.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else that is our fault.
     #[error("internal error: {0}")]
     Internal(String),

@@ -15,6 +15,7 @@ pub mod keystore;
 pub mod metrics;
 pub mod openapi;
 pub mod policy_cmd;
+pub mod provision;
 pub mod ratelimit;
 pub mod serve;
 pub mod state;

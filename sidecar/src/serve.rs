@@ -73,7 +73,30 @@ pub fn build_state(
         Arc::new(SharedPolicy::new(policy)),
         100_000,
     );
+    let provisioner = match &config.provision.operator_seed_path {
+        None => None,
+        Some(path) => {
+            let operator = crate::provision::operator::load_operator(path)?;
+            let p = crate::provision::Provisioner::new(
+                operator,
+                config.provision.seed_key()?,
+                store.clone(),
+                Some(auth.policy.clone()),
+                config.provision.names(),
+            );
+            if config.provision.backend_shared_secret.is_none() {
+                return Err(SidecarError::Config(
+                    "BACKEND_SHARED_SECRET is required with the provisioner".into(),
+                ));
+            }
+            // A wrong key must stop us now, not at the first provisioning request.
+            p.check_key()?;
+            Some(Arc::new(p))
+        }
+    };
     Ok(Arc::new(AppState {
+        provisioner,
+        nats_side: Default::default(),
         limiter: RateLimiter::new(config.limits(), bans),
         verifier: auth.verifier.clone(),
         token_config,
@@ -265,7 +288,33 @@ pub async fn run(
         let _ = rx.wait_for(|v| *v).await;
     };
     let mqtt = start_mqtt(&state).await?;
-    let responder = match &state.config.nats_url {
+    if let Some(p) = &state.provisioner {
+        let url = state
+            .config
+            .nats_url
+            .clone()
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+        let control_creds = match &state.config.provision.control_creds_path {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| SidecarError::Config(format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let clock = state.clock.clone();
+        tokio::spawn(crate::provision::nats::run(
+            state.nats_side.clone(),
+            p.clone(),
+            url,
+            control_creds,
+            state.config.provision.startup_ensure_command_stream,
+            move || clock.now(),
+        ));
+    }
+    // The callout runs when NATS_URL is set, unless the URL is only the provisioner's.
+    let callout_wanted =
+        state.provisioner.is_none() || state.config.callout.callout_issuer_seed_file.is_some();
+    let responder = match state.config.nats_url.as_ref().filter(|_| callout_wanted) {
         Some(url) => Some(tokio::spawn(run_callout(
             state.clone(),
             prepare_callout(&state, url)?,

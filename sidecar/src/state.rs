@@ -34,6 +34,10 @@ pub struct AppState {
     /// The same keys, verifier, revocations and policy bundled for connect decisions (with a
     /// verification cache), shared by the HTTP broker routes, the MQTT broker and the callout.
     pub auth: broker_auth::live::LiveAuth,
+    /// The NATS provisioner and resolver, when an operator seed is configured.
+    pub provisioner: Option<Arc<crate::provision::Provisioner>>,
+    /// Its connections to nats-server (claims pushes, command stream).
+    pub nats_side: Arc<crate::provision::nats::NatsSide>,
     pub limiter: RateLimiter,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,

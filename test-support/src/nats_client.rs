@@ -14,8 +14,30 @@ pub async fn token_client(
     url: &str,
     token: &str,
 ) -> Result<(async_nats::Client, Events), async_nats::ConnectError> {
+    observed(
+        async_nats::ConnectOptions::with_token(token.to_owned()),
+        url,
+    )
+    .await
+}
+
+/// Connect with the text of a `.creds` file (no reconnects).
+pub async fn creds_client(
+    url: &str,
+    creds: &str,
+) -> Result<(async_nats::Client, Events), async_nats::ConnectError> {
+    let opts = async_nats::ConnectOptions::with_credentials(creds).map_err(|e| {
+        async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Authentication, e)
+    })?;
+    observed(opts, url).await
+}
+
+async fn observed(
+    opts: async_nats::ConnectOptions,
+    url: &str,
+) -> Result<(async_nats::Client, Events), async_nats::ConnectError> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let client = async_nats::ConnectOptions::with_token(token.to_owned())
+    let client = opts
         .max_reconnects(Some(0))
         .event_callback(move |ev| {
             let tx = tx.clone();

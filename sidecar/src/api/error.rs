@@ -73,6 +73,12 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
         "locked out after repeated rate-limit violations",
     ),
     (
+        "UNAVAILABLE",
+        5030,
+        503,
+        "a dependency (nats-server) is not reachable; the write was kept, retry to propagate it",
+    ),
+    (
         "INTERNAL",
         5000,
         500,
@@ -114,6 +120,7 @@ pub fn name_of(e: &SidecarError) -> &'static str {
         SidecarError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         SidecarError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         SidecarError::Store(crate::store::StoreError::Conflict(_)) => "CONFLICT",
+        SidecarError::Unavailable(_) => "UNAVAILABLE",
         SidecarError::Store(_) | SidecarError::Policy(_) | SidecarError::Internal(_) => "INTERNAL",
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod identity;
 pub mod login;
+pub mod nats;
 pub mod ops;
 
 use std::convert::Infallible;
@@ -63,6 +64,8 @@ pub fn routes(
         .or(devices::routes(state.clone()))
         .unify()
         .or(broker::routes(state.clone()))
+        .unify()
+        .or(nats::routes(state.clone()))
         .unify()
         .or(docs::routes())
         .unify()

@@ -11,8 +11,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use records::{
-    AnnouncementRecord, ApiKeyRecord, BanRecord, ChallengeRecord, IdentityRecord, RevocationKind,
-    RevocationRecord, SigningKeyRecord,
+    AnnouncementRecord, ApiKeyRecord, BanRecord, ChallengeRecord, IdentityRecord,
+    NatsAccountRecord, NatsUserRecord, RevocationKind, RevocationRecord, SealedSeed,
+    SigningKeyRecord,
 };
 pub use sled_store::SledStore;
 
@@ -109,6 +110,26 @@ pub trait Store: Send + Sync {
     fn put_signing_key(&self, rec: &SigningKeyRecord) -> StoreResult<()>;
     /// Remove a signing key.
     fn remove_signing_key(&self, kid: &str) -> StoreResult<()>;
+
+    /// Insert a NATS account unless its id exists; returns the stored one either way (the first
+    /// writer wins a race, so two concurrent creates of a tenant return the same account).
+    fn create_nats_account(&self, rec: &NatsAccountRecord) -> StoreResult<NatsAccountRecord>;
+    /// Replace an existing account (new JWT after a revocation); its key never changes.
+    fn update_nats_account(&self, rec: &NatsAccountRecord) -> StoreResult<()>;
+    /// One account by id (tenant, `SYS`, `CONTROL`).
+    fn nats_account(&self, id: &str) -> StoreResult<Option<NatsAccountRecord>>;
+    /// Every account.
+    fn nats_accounts(&self) -> StoreResult<Vec<NatsAccountRecord>>;
+    /// One account by public key (the resolver's lookup).
+    fn nats_account_by_key(&self, public_key: &str) -> StoreResult<Option<NatsAccountRecord>>;
+    /// Insert a NATS user unless its id exists; returns the stored one either way.
+    fn create_nats_user(&self, rec: &NatsUserRecord) -> StoreResult<NatsUserRecord>;
+    /// Replace a user record (revocation).
+    fn update_nats_user(&self, rec: &NatsUserRecord) -> StoreResult<()>;
+    /// One user by id.
+    fn nats_user(&self, id: &str) -> StoreResult<Option<NatsUserRecord>>;
+    /// Every user (for ensuring consumers at start-up).
+    fn nats_users(&self) -> StoreResult<Vec<NatsUserRecord>>;
 
     /// Drop expired challenges, signatures and announcements' leftovers.
     fn prune(&self, now: i64) -> StoreResult<usize>;

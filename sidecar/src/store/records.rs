@@ -141,3 +141,49 @@ impl std::fmt::Debug for SigningKeyRecord {
             .finish_non_exhaustive()
     }
 }
+
+/// An account seed or user seed, AES-256-GCM encrypted (random 96-bit nonce per record; the
+/// record id is the associated data, so a ciphertext moved to another record does not open).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSeed {
+    /// base64url nonce.
+    pub nonce: String,
+    /// base64url ciphertext with the GCM tag.
+    pub ciphertext: String,
+}
+
+impl std::fmt::Debug for SealedSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealedSeed([REDACTED])")
+    }
+}
+
+/// A NATS account: one per tenant, plus `SYS` and `CONTROL`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatsAccountRecord {
+    /// Tenant id, or `SYS` / `CONTROL`.
+    pub id: String,
+    pub name: String,
+    /// Account public key (A…).
+    pub public_key: String,
+    /// The current account JWT, signed by the operator.
+    pub jwt: String,
+    pub seed: SealedSeed,
+    pub created_at: i64,
+}
+
+/// A NATS user minted by the provisioner (a sensor, the backend, the control admin).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatsUserRecord {
+    /// `<tenant>/<sensor>`, `backend` or `control-admin`.
+    pub id: String,
+    /// The account id it belongs to.
+    pub account_id: String,
+    /// User public key (U…).
+    pub public_key: String,
+    pub jwt: String,
+    pub seed: SealedSeed,
+    pub created_at: i64,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}

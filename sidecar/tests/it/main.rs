@@ -13,4 +13,5 @@ mod interop;
 mod mqtt_e2e;
 mod nats_callout;
 mod policy_cli;
+mod provisioner;
 mod server;

@@ -19,13 +19,11 @@ use broker_auth::decision::Authorized;
 use broker_auth::{Action, CompiledGrants, Decision, DenyCode, Principal, Protocol};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::extract::{bearer, json_or_form_body, with_state};
+use super::extract::{bearer, json_or_form_body, shared_secret, with_state};
 use super::reject;
 use crate::error::SidecarError;
 use crate::state::State;
@@ -253,16 +251,6 @@ pub struct InternalAclRequest {
     pub action: String,
 }
 
-fn internal_secret_ok(state: &State, given: Option<&str>) -> bool {
-    let (Some(expected), Some(given)) = (state.config.internal_secret.as_ref(), given) else {
-        return false;
-    };
-    // Digests first: equal lengths, so the comparison time says nothing about either secret.
-    let a = Sha256::digest(expected.expose().as_bytes());
-    let b = Sha256::digest(given.as_bytes());
-    a.ct_eq(&b).into()
-}
-
 fn internal_auth(state: &State, req: InternalAuthRequest) -> warp::reply::Response {
     let d = state.auth.authorize(
         state.now(),
@@ -330,18 +318,9 @@ fn internal_acl(
 }
 
 fn internal_gate(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("x-internal-secret")
-        .and_then(move |given: Option<String>| {
-            let ok = internal_secret_ok(&state, given.as_deref());
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(reject(SidecarError::Unauthorized))
-                }
-            }
-        })
-        .untuple_one()
+    shared_secret(state, &["x-internal-secret"], |s| {
+        s.config.internal_secret.as_ref()
+    })
 }
 
 pub fn routes(

@@ -120,6 +120,47 @@ pub fn json_or_form_body<T: DeserializeOwned + Send + 'static>()
         })
 }
 
+/// Constant-time check of a presented shared secret against the configured one. Digests are
+/// compared, so neither length nor content leaks through timing; no configured secret means no
+/// caller is let in.
+pub fn secret_matches(
+    expected: Option<&broker_auth::secret::SecretString>,
+    given: Option<&str>,
+) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let (Some(expected), Some(given)) = (expected, given) else {
+        return false;
+    };
+    let a = Sha256::digest(expected.expose().as_bytes());
+    let b = Sha256::digest(given.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+/// A shared-secret gate: the first of `headers` present must match `expected(state)`; else 401.
+pub fn shared_secret(
+    state: State,
+    headers: &'static [&'static str],
+    expected: fn(&crate::state::AppState) -> Option<&broker_auth::secret::SecretString>,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and_then(move |h: warp::http::HeaderMap| {
+            let given = headers
+                .iter()
+                .find_map(|name| h.get(*name))
+                .and_then(|v| v.to_str().ok());
+            let ok = secret_matches(expected(&state), given);
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(reject(SidecarError::Unauthorized))
+                }
+            }
+        })
+        .untuple_one()
+}
+
 /// The client IP: the socket peer, or — only when the peer is a trusted proxy — the right-most
 /// X-Forwarded-For address that is not itself a trusted proxy.
 pub fn resolve_ip(peer: Option<SocketAddr>, xff: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {

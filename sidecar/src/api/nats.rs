@@ -10,13 +10,11 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::extract::{json_body, with_state};
+use super::extract::{json_body, shared_secret, with_state};
 use super::reject;
 use crate::error::SidecarError;
 use crate::provision::{CONTROL, Provisioner, SYS, check_name};
@@ -68,32 +66,13 @@ fn resolve(state: &State, key: Option<&str>) -> Result<warp::reply::Response, Si
         .ok_or(SidecarError::NotFound("account"))
 }
 
-fn secret_ok(state: &State, a: Option<&str>, b: Option<&str>) -> bool {
-    let Some(expected) = state.config.provision.backend_shared_secret.as_ref() else {
-        return false;
-    };
-    let Some(given) = a.or(b) else { return false };
-    let x = Sha256::digest(expected.expose().as_bytes());
-    let y = Sha256::digest(given.as_bytes());
-    x.ct_eq(&y).into()
-}
-
 fn secret_gate(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("x-backend-shared-secret")
-        .and(warp::header::optional::<String>(
-            "x-ravenxcope-provisioner-secret",
-        ))
-        .and_then(move |a: Option<String>, b: Option<String>| {
-            let ok = secret_ok(&state, a.as_deref(), b.as_deref());
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(reject(SidecarError::Unauthorized))
-                }
-            }
-        })
-        .untuple_one()
+    // The seed's two header names, checked in this order.
+    shared_secret(
+        state,
+        &["x-backend-shared-secret", "x-ravenxcope-provisioner-secret"],
+        |s| s.config.provision.backend_shared_secret.as_ref(),
+    )
 }
 
 /// Push an account's new JWT; a failure is reported, not fatal (the store has it, and the

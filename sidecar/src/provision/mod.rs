@@ -278,11 +278,8 @@ impl Provisioner {
     pub fn principal(id: &str, tenant: Option<&str>, role: &str) -> Principal {
         Principal {
             id: id.to_owned(),
-            kind: if role == "sensor" {
-                IdentityType::Device
-            } else {
-                IdentityType::Internal
-            },
+            // Not `device`: the policy would add the device topic scheme to a sensor's grants.
+            kind: IdentityType::Internal,
             tenant: tenant.map(str::to_owned),
             roles: vec![role.to_owned()],
             scopes: vec![],

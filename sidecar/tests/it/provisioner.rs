@@ -92,13 +92,19 @@ fn start() -> World {
             "true",
         ],
     );
+    // docker/nats-operator.conf, with the printed block in place of its include and a temporary
+    // JetStream directory (listen is set by the test harness).
+    let template = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docker/nats-operator.conf"),
+    )
+    .unwrap();
     let js = dir.path().join("js");
+    let config = template
+        .replace("listen: 0.0.0.0:4222\n", "")
+        .replace("include ./operator.conf", &block)
+        .replace("/data/jetstream", &js.display().to_string());
     // nats-server fetches the SYS account from us before it starts: this proves the resolver.
-    let nats = NatsServer::start_with_ports(
-        &format!("{block}\njetstream {{ store_dir: \"{}\" }}\n", js.display()),
-        nats_port,
-        test_support::free_port(),
-    );
+    let nats = NatsServer::start_with_ports(&config, nats_port, test_support::free_port());
     World {
         _dir: dir,
         data,
@@ -163,6 +169,33 @@ fn the_ravenxcope_scenario_end_to_end() {
             .0,
         404
     );
+
+    // The minted permissions are the seed's table, generated from the policy's grants.
+    let perms = |creds: &Value| {
+        let (jwt, _) = broker_auth::nats_jwt::creds::parse_creds(creds.as_str().unwrap()).unwrap();
+        let u =
+            broker_auth::nats_jwt::decode_at::<broker_auth::nats_jwt::User>(&jwt, None).unwrap();
+        (
+            u.nats.permissions.publish.allow,
+            u.nats.permissions.subscribe.allow,
+        )
+    };
+    let (p, s) = perms(&backend["creds"]);
+    assert_eq!(
+        (p, s),
+        (
+            vec!["rxc.*.*.cmd".to_owned()],
+            vec!["_INBOX.>".to_owned(), "rxc.*.*.status".to_owned()]
+        )
+    );
+    let (p, s) = perms(&s1["creds"]);
+    assert!(p.contains(&"rxc.t1.s1.status".to_owned()), "{p:?}");
+    assert!(
+        p.iter()
+            .all(|x| !x.contains("s2") && !x.starts_with("rxc.t1.s1.cmd")),
+        "{p:?}"
+    );
+    assert_eq!(s, vec!["_INBOX.>".to_owned()]);
 
     let url = w.nats.url();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -235,15 +268,16 @@ fn the_ravenxcope_scenario_end_to_end() {
         cmd.ack().await.expect("ack through the import");
         // Another sensor of the same tenant cannot even look at it.
         let other_js = async_nats::jetstream::with_prefix(other.clone(), "JS.CONTROL.API");
-        assert!(
+        let peek = tokio::time::timeout(
+            Duration::from_secs(2),
             other_js
                 .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
                     "cmd-t1-s1",
-                    "RXC_CMD"
-                )
-                .await
-                .is_err()
-        );
+                    "RXC_CMD",
+                ),
+        )
+        .await;
+        assert!(!matches!(peek, Ok(Ok(_))), "s2 reached s1's consumer");
 
         // Revocation: the live connection is dropped and the next connect fails.
         let (s, r) = tokio::task::block_in_place(|| {

@@ -46,6 +46,8 @@ fn start(data: &Path) -> Server {
             policies.to_str().unwrap(),
             "--rate-limit",
             "100000000/60",
+            "--mqtt-listen",
+            "off",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -142,10 +142,16 @@ async fn create_user(
     let principal = Provisioner::principal(&req.sensor_id, Some(&req.tenant_id), "sensor");
     let id = format!("{}/{}", req.tenant_id, req.sensor_id);
     let user = p.ensure_user(&id, &account.id, &principal, state.now())?;
-    // The tenant account imports this sensor's consumer from CONTROL.
-    let account = p.resign_tenant(&req.tenant_id, state.now())?;
-    state.store.flush().await?;
-    let propagated = propagate(&state, &account.public_key, &account.jwt).await;
+    let mut propagated = true;
+    let account = if user.created {
+        // The tenant account imports this sensor's consumer from CONTROL.
+        let account = p.resign_tenant(&req.tenant_id, state.now())?;
+        state.store.flush().await?;
+        propagated = propagate(&state, &account.public_key, &account.jwt).await;
+        account
+    } else {
+        account
+    };
     let consumer = state
         .nats_side
         .ensure_consumer(&p.names.command_stream, &req.tenant_id, &req.sensor_id)

@@ -95,6 +95,8 @@ pub fn check_name(what: &str, s: &str) -> Result<(), SidecarError> {
 pub struct IssuedUser {
     pub record: NatsUserRecord,
     pub creds: String,
+    /// False when an existing user was returned (create-or-return).
+    pub created: bool,
 }
 
 impl Provisioner {
@@ -337,6 +339,7 @@ impl Provisioner {
             return Ok(IssuedUser {
                 record: existing,
                 creds,
+                created: false,
             });
         }
         let account = self
@@ -356,6 +359,7 @@ impl Provisioner {
             created_at: now,
             revoked_at: None,
         };
+        let minted = rec.public_key.clone();
         let stored = match self.store.nats_user(id)? {
             Some(old) if old.revoked_at.is_some() => {
                 self.store.update_nats_user(&rec)?;
@@ -364,9 +368,11 @@ impl Provisioner {
             _ => self.store.create_nats_user(&rec)?,
         };
         let creds = self.creds_of(&stored)?;
+        let created = stored.public_key == minted;
         Ok(IssuedUser {
             record: stored,
             creds,
+            created,
         })
     }
 

@@ -33,8 +33,12 @@ impl NatsSide {
     /// Push an account JWT to every server of the cluster (`$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE`)
     /// and wait for one server's answer.
     pub async fn push(&self, public_key: &str, jwt: &str) -> Result<(), SidecarError> {
-        let Some(sys) = self.sys.load_full() else {
-            return Err(nats_err("not connected yet"));
+        let Some(sys) = self
+            .sys
+            .load_full()
+            .filter(|c| c.connection_state() == async_nats::connection::State::Connected)
+        else {
+            return Err(nats_err("not connected to nats-server"));
         };
         let subject = format!("$SYS.REQ.ACCOUNT.{public_key}.CLAIMS.UPDATE");
         let reply = tokio::time::timeout(
@@ -58,8 +62,12 @@ impl NatsSide {
         tenant: &str,
         sensor: &str,
     ) -> Result<(), SidecarError> {
-        let Some(control) = self.control.load_full() else {
-            return Err(nats_err("no control connection"));
+        let Some(control) = self
+            .control
+            .load_full()
+            .filter(|c| c.connection_state() == async_nats::connection::State::Connected)
+        else {
+            return Err(nats_err("no control connection to nats-server"));
         };
         let js = jetstream::new((*control).clone());
         let s = ensure_stream(&js, stream).await?;

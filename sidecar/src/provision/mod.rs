@@ -459,3 +459,6 @@ impl Provisioner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

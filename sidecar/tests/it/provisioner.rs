@@ -362,4 +362,29 @@ fn seeds_are_encrypted_at_rest_and_a_readable_operator_seed_is_refused() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("readable by group or others"), "{err}");
+
+    // With the seed fixed: a missing, malformed or wrong encryption key is refused at start-up.
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other_key = "HxwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=";
+    for (key, says) in [
+        (None, "ACCOUNT_SEED_ENCRYPTION_KEY"),
+        (Some("not base64!"), "base64 of 32 bytes"),
+        (Some("c2hvcnQ="), "base64 of 32 bytes"),
+        (Some(other_key), "cannot be decrypted"),
+    ] {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--data-dir", data.to_str().unwrap()])
+            .args(["--policies", super::harness::policies().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--mqtt-listen", "off"])
+            .args(["--operator-seed-path", seed.to_str().unwrap()])
+            .args(["--backend-shared-secret", SECRET])
+            .env_remove("ACCOUNT_SEED_ENCRYPTION_KEY");
+        if let Some(k) = key {
+            cmd.args(["--account-seed-encryption-key", k]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "{key:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{key:?}: {err}");
+    }
 }

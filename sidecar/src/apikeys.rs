@@ -32,6 +32,19 @@ pub enum ApiKeyError {
     Expired,
 }
 
+impl ApiKeyError {
+    /// Stable reason code for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiKeyError::Malformed => "malformed",
+            ApiKeyError::BadChecksum => "bad_checksum",
+            ApiKeyError::Unknown => "unknown",
+            ApiKeyError::Revoked => "revoked",
+            ApiKeyError::Expired => "expired",
+        }
+    }
+}
+
 /// A new key: the string shown once, and the record that is stored.
 pub struct NewApiKey {
     pub key: String,

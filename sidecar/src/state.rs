@@ -107,7 +107,32 @@ impl AppState {
         c.scopes = identity.scopes.clone();
         c.groups = identity.groups.clone();
         c.devices = identity.devices();
+        // A store failure here must not mint a token without its roles silently; roles only
+        // ever add grants, so a token without them is the safe side, and the failure is logged.
+        c.roles = self.roles_of(identity).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, identity = %identity.id, "roles unavailable; token issued without roles");
+            vec![]
+        });
         c
+    }
+
+    /// Names of the roles `identity` holds in its app (its tenant).
+    pub fn roles_of(&self, identity: &IdentityRecord) -> Result<Vec<String>, SidecarError> {
+        let Some(app) = identity.tenant.as_deref() else {
+            return Ok(vec![]);
+        };
+        let Some(assigned) = self.store.user_roles(app, &identity.id)? else {
+            return Ok(vec![]);
+        };
+        let mut names: Vec<String> = self
+            .store
+            .roles(app)?
+            .into_iter()
+            .filter(|r| assigned.role_ids.contains(&r.id))
+            .map(|r| r.name)
+            .collect();
+        names.sort();
+        Ok(names)
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, SidecarError> {

@@ -230,16 +230,25 @@ pub struct Me {
     pub identity: IdentityView,
     pub token_expires_at: String,
     pub session: Option<String>,
+    /// The app (the identity's tenant), if any.
+    pub app_id: Option<String>,
+    /// Roles in that app, as of now (the token carries them as of its issue).
+    pub roles: Vec<String>,
 }
 
 async fn me(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
     match state.authenticate(bearer.as_deref()).map_err(reject)? {
-        Caller::Identity { claims, identity } => Ok(warp::reply::json(&Me {
-            identity: IdentityView::from(identity.as_ref()),
-            token_expires_at: rfc3339(claims.exp),
-            session: claims.sid.clone(),
-        })
-        .into_response()),
+        Caller::Identity { claims, identity } => {
+            let roles = state.roles_of(&identity).map_err(reject)?;
+            Ok(warp::reply::json(&Me {
+                identity: IdentityView::from(identity.as_ref()),
+                token_expires_at: rfc3339(claims.exp),
+                session: claims.sid.clone(),
+                app_id: identity.tenant.clone(),
+                roles,
+            })
+            .into_response())
+        }
         Caller::ApiKey(_) => Err(reject(SidecarError::Forbidden(
             "an API key has no identity; use an access token",
         ))),

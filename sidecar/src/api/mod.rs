@@ -1,6 +1,7 @@
 //! The REST API: route groups, the security headers every response carries, request metrics, and
 //! the single `recover` that turns every error into the JSON envelope.
 
+pub mod apps;
 pub mod broker;
 pub mod devices;
 pub mod docs;
@@ -64,6 +65,8 @@ pub fn routes(
         .or(devices::routes(state.clone()))
         .unify()
         .or(broker::routes(state.clone()))
+        .unify()
+        .or(apps::routes(state.clone()))
         .unify()
         .or(nats::routes(state.clone()))
         .unify()

@@ -6,14 +6,15 @@
 mod codec;
 mod records;
 mod sled_store;
+mod sled_tenancy;
 
 use std::future::Future;
 use std::pin::Pin;
 
 pub use records::{
-    AnnouncementRecord, ApiKeyRecord, BanRecord, ChallengeRecord, IdentityRecord,
-    NatsAccountRecord, NatsUserRecord, RevocationKind, RevocationRecord, SealedSeed,
-    SigningKeyRecord,
+    AnnouncementRecord, ApiKeyRecord, AppRecord, BanRecord, ChallengeRecord, IdentityRecord,
+    NatsAccountRecord, NatsUserRecord, RevocationKind, RevocationRecord, RoleRecord, SealedSeed,
+    SigningKeyRecord, UserRolesRecord,
 };
 pub use sled_store::SledStore;
 
@@ -130,6 +131,21 @@ pub trait Store: Send + Sync {
     fn nats_user(&self, id: &str) -> StoreResult<Option<NatsUserRecord>>;
     /// Every user (for ensuring consumers at start-up).
     fn nats_users(&self) -> StoreResult<Vec<NatsUserRecord>>;
+
+    /// Store or replace an app.
+    fn put_app(&self, rec: &AppRecord) -> StoreResult<()>;
+    /// One app.
+    fn app(&self, id: &str) -> StoreResult<Option<AppRecord>>;
+    /// Every app.
+    fn apps(&self) -> StoreResult<Vec<AppRecord>>;
+    /// Create a role; `Conflict` if the app has a role of that name.
+    fn create_role(&self, rec: &RoleRecord) -> StoreResult<()>;
+    /// The roles of an app.
+    fn roles(&self, app_id: &str) -> StoreResult<Vec<RoleRecord>>;
+    /// Store a user's roles in an app.
+    fn put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()>;
+    /// A user's roles in an app.
+    fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>>;
 
     /// Drop expired challenges, signatures and announcements' leftovers.
     fn prune(&self, now: i64) -> StoreResult<usize>;

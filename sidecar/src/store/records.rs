@@ -187,3 +187,37 @@ pub struct NatsUserRecord {
     #[serde(default)]
     pub revoked_at: Option<i64>,
 }
+
+/// An app: a tenant of the whole product (identities' `tenant`, NATS `tenantId` and app ids are
+/// one namespace).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// UUID.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+/// A role of an app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleRecord {
+    /// UUID.
+    pub id: String,
+    pub app_id: String,
+    /// Unique within the app; what tokens and the policy see in `roles`.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub created_at: i64,
+}
+
+/// The roles one user holds in one app.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRolesRecord {
+    pub app_id: String,
+    pub user_id: String,
+    /// Role ids, sorted, no duplicates.
+    pub role_ids: Vec<String>,
+}

@@ -25,6 +25,7 @@ pub struct SledStore {
     nats_accounts: sled::Tree,
     nats_account_keys: sled::Tree,
     nats_users: sled::Tree,
+    pub(super) tenancy: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -33,7 +34,7 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
-fn backend(e: sled::Error) -> StoreError {
+pub(super) fn backend(e: sled::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -75,6 +76,7 @@ impl SledStore {
             nats_accounts: tree("nats_accounts")?,
             nats_account_keys: tree("nats_account_keys")?,
             nats_users: tree("nats_users")?,
+            tenancy: tree("tenancy")?,
             db,
         })
     }
@@ -398,6 +400,28 @@ impl Store for SledStore {
             .iter()
             .map(|kv| decode("nats_users", &kv.map_err(backend)?.1))
             .collect()
+    }
+
+    fn put_app(&self, rec: &AppRecord) -> StoreResult<()> {
+        self.t_put_app(rec)
+    }
+    fn app(&self, id: &str) -> StoreResult<Option<AppRecord>> {
+        self.t_app(id)
+    }
+    fn apps(&self) -> StoreResult<Vec<AppRecord>> {
+        self.t_apps()
+    }
+    fn create_role(&self, rec: &RoleRecord) -> StoreResult<()> {
+        self.t_create_role(rec)
+    }
+    fn roles(&self, app_id: &str) -> StoreResult<Vec<RoleRecord>> {
+        self.t_roles(app_id)
+    }
+    fn put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()> {
+        self.t_put_user_roles(rec)
+    }
+    fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>> {
+        self.t_user_roles(app_id, user_id)
     }
 
     fn prune(&self, now: i64) -> StoreResult<usize> {

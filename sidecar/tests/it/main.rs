@@ -3,6 +3,7 @@
 // Test helpers outside #[test] fns fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app_routes;
 mod broker_routes;
 mod conventions;
 mod device_routes;

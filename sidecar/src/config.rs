@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// Lifetime of key-login tokens, seconds.
     #[arg(long, env = "LOGIN_TOKEN_TTL", default_value_t = 3600)]
     pub login_token_ttl: i64,
+    /// Absolute lifetime of a login session (its rotating refresh tokens), seconds.
+    #[arg(long, env = "SESSION_LIFETIME", default_value_t = 30 * 86_400)]
+    pub session_lifetime: i64,
     /// Lifetime of device access tokens, seconds.
     #[arg(long, env = "DEVICE_ACCESS_TTL", default_value_t = 86_400)]
     pub device_access_ttl: i64,

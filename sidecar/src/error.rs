@@ -34,6 +34,9 @@ pub enum SidecarError {
     /// Refresh token unknown, expired, malformed or ended (Cryptid 4008).
     #[error("refresh token is invalid or expired")]
     InvalidRefreshToken,
+    /// A used refresh token came back: its session was revoked.
+    #[error("refresh token was already used; the session has been revoked")]
+    RefreshTokenReused,
     /// A bearer token was refused.
     #[error("invalid token: {0}")]
     InvalidToken(DenyCode),

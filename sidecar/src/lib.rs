@@ -18,5 +18,6 @@ pub mod policy_cmd;
 pub mod provision;
 pub mod ratelimit;
 pub mod serve;
+pub mod sessions;
 pub mod state;
 pub mod store;

@@ -14,7 +14,7 @@ use super::extract::{json_body, limited, with_state};
 use super::reject;
 use crate::clock::rfc3339;
 use crate::error::SidecarError;
-use crate::state::{State, random_challenge, random_id};
+use crate::state::{State, random_challenge};
 use crate::store::ChallengeRecord;
 
 pub const CHALLENGE_TTL: i64 = 300;
@@ -46,6 +46,23 @@ pub struct VerifyResponse {
     pub identity_id: String,
     pub expires_at: String,
     pub token_type: &'static str,
+    /// Rotating refresh token of the new session (`POST /auth/refresh`).
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRefreshRequest {
+    /// `<uuid>.<secret>`.
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionRefreshResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub refresh_token: String,
 }
 
 async fn challenge(
@@ -113,21 +130,90 @@ async fn verify(state: State, req: VerifyRequest) -> Result<warp::reply::Respons
     if identity.disabled_at.is_some() {
         return Err(reject(SidecarError::Forbidden("identity is disabled")));
     }
+    let now = state.now();
+    let (family, refresh_token) = crate::sessions::open(
+        state.store.as_ref(),
+        &identity.id,
+        now,
+        state.config.session_lifetime,
+    )
+    .map_err(reject)?;
     let claims = state.claims_for(
         &identity,
         state.config.login_token_ttl,
         TokenUse::Access,
-        &random_id("lgn-"),
+        &family.id,
     );
     let token = state.sign(&claims).map_err(reject)?;
+    state.store.flush().await.map_err(|e| reject(e.into()))?;
     state.metrics.outcome("login", "ok");
     Ok(warp::reply::json(&VerifyResponse {
         token,
         identity_id: identity.id,
         expires_at: rfc3339(claims.exp),
         token_type: "Bearer",
+        refresh_token,
     })
     .into_response())
+}
+
+async fn session_refresh(
+    state: State,
+    req: SessionRefreshRequest,
+) -> Result<warp::reply::Response, Rejection> {
+    let now = state.now();
+    match crate::sessions::exchange(state.store.as_ref(), &req.refresh_token, now) {
+        Ok(crate::sessions::Exchanged::Rotated { family, token }) => {
+            let identity = state
+                .store
+                .identity(&family.user_id)
+                .map_err(|e| reject(e.into()))?
+                .filter(|i| i.disabled_at.is_none())
+                .ok_or_else(|| reject(SidecarError::InvalidRefreshToken))?;
+            let ttl = state.config.login_token_ttl;
+            let claims = state.claims_for(&identity, ttl, TokenUse::Access, &family.id);
+            let access_token = state.sign(&claims).map_err(reject)?;
+            state.store.flush().await.map_err(|e| reject(e.into()))?;
+            state.metrics.outcome("session_refresh", "ok");
+            Ok(warp::reply::json(&SessionRefreshResponse {
+                access_token,
+                token_type: "bearer",
+                expires_in: ttl,
+                refresh_token: token,
+            })
+            .into_response())
+        }
+        Ok(crate::sessions::Exchanged::Reused { family }) => {
+            tracing::warn!(session = %family.id, user = %family.user_id, "refresh token reuse; session revoked");
+            state.metrics.outcome("session_refresh", "reused");
+            state
+                .revoke_session(&family.id, family.expires_at)
+                .await
+                .map_err(reject)?;
+            Err(reject(SidecarError::RefreshTokenReused))
+        }
+        Err(e) => {
+            state.metrics.outcome("session_refresh", "invalid");
+            Err(reject(e))
+        }
+    }
+}
+
+async fn logout(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
+    let caller = state.authenticate(bearer.as_deref()).map_err(reject)?;
+    let crate::state::Caller::Identity { identity, .. } = caller else {
+        return Err(reject(SidecarError::Forbidden("an API key has no session")));
+    };
+    let ended = crate::sessions::end_all(state.store.as_ref(), &identity.id, state.now())
+        .map_err(reject)?;
+    for f in &ended {
+        state
+            .revoke_session(&f.id, f.expires_at)
+            .await
+            .map_err(reject)?;
+    }
+    state.store.flush().await.map_err(|e| reject(e.into()))?;
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }
 
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
@@ -140,8 +226,27 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
     let verify = warp::path!("auth" / "verify")
         .and(warp::post())
         .and(limited(state.clone(), "POST /auth/verify"))
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .and(json_body::<VerifyRequest>())
         .and_then(verify);
-    challenge.or(verify).unify().boxed()
+    let refresh = warp::path!("auth" / "refresh")
+        .and(warp::post())
+        .and(limited(state.clone(), "POST /auth/refresh"))
+        .and(with_state(state.clone()))
+        .and(json_body::<SessionRefreshRequest>())
+        .and_then(session_refresh);
+    let logout = warp::path!("auth" / "logout")
+        .and(warp::post())
+        .and(limited(state.clone(), "POST /auth/logout"))
+        .and(with_state(state))
+        .and(super::extract::bearer())
+        .and_then(logout);
+    challenge
+        .or(verify)
+        .unify()
+        .or(refresh)
+        .unify()
+        .or(logout)
+        .unify()
+        .boxed()
 }

@@ -5,6 +5,7 @@
 
 mod codec;
 mod records;
+mod sled_sessions;
 mod sled_store;
 mod sled_tenancy;
 
@@ -12,9 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use records::{
-    AnnouncementRecord, ApiKeyRecord, AppRecord, BanRecord, ChallengeRecord, IdentityRecord,
-    NatsAccountRecord, NatsUserRecord, RevocationKind, RevocationRecord, RoleRecord, SealedSeed,
-    SigningKeyRecord, UserRolesRecord,
+    AnnouncementRecord, ApiKeyRecord, AppRecord, BanRecord, ChallengeRecord, FamilyRecord,
+    IdentityRecord, NatsAccountRecord, NatsUserRecord, RefreshRecord, RevocationKind,
+    RevocationRecord, RoleRecord, SealedSeed, SigningKeyRecord, UserRolesRecord,
 };
 pub use sled_store::SledStore;
 
@@ -146,6 +147,19 @@ pub trait Store: Send + Sync {
     fn put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()>;
     /// A user's roles in an app.
     fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>>;
+
+    /// Store a refresh token record.
+    fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()>;
+    /// One refresh token by id.
+    fn refresh_token(&self, id: &str) -> StoreResult<Option<RefreshRecord>>;
+    /// Mark `rec` used if it is still exactly as read; false if someone else changed it first.
+    fn use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool>;
+    /// Store or replace a session family.
+    fn put_family(&self, rec: &FamilyRecord) -> StoreResult<()>;
+    /// One family of a user.
+    fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>>;
+    /// Every family of a user (logout).
+    fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>>;
 
     /// Drop expired challenges, signatures and announcements' leftovers.
     fn prune(&self, now: i64) -> StoreResult<usize>;

@@ -221,3 +221,44 @@ pub struct UserRolesRecord {
     /// Role ids, sorted, no duplicates.
     pub role_ids: Vec<String>,
 }
+
+/// One rotating refresh token `<id>.<secret>`: only the SHA-256 of the secret is kept.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    /// UUID, the part before the dot.
+    pub id: String,
+    /// The session family it belongs to (also the `sid` of the access tokens it yields).
+    pub family: String,
+    pub user_id: String,
+    /// Hex SHA-256 of the secret part.
+    pub secret_hash: String,
+    pub created_at: i64,
+    /// Set when it was exchanged; a second exchange is theft and ends the family.
+    #[serde(default)]
+    pub used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for RefreshRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRecord")
+            .field("id", &self.id)
+            .field("family", &self.family)
+            .field("user_id", &self.user_id)
+            .field("secret_hash", &"[REDACTED]")
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login session: the family of refresh tokens that rotate from one login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    /// `ses-…`; the `sid` of every access token of the session.
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    /// Absolute end: no rotation extends it.
+    pub expires_at: i64,
+    #[serde(default)]
+    pub revoked_at: Option<i64>,
+}

@@ -26,6 +26,8 @@ pub struct SledStore {
     nats_account_keys: sled::Tree,
     nats_users: sled::Tree,
     pub(super) tenancy: sled::Tree,
+    pub(super) refresh: sled::Tree,
+    pub(super) families: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -77,6 +79,8 @@ impl SledStore {
             nats_account_keys: tree("nats_account_keys")?,
             nats_users: tree("nats_users")?,
             tenancy: tree("tenancy")?,
+            refresh: tree("refresh_tokens")?,
+            families: tree("session_families")?,
             db,
         })
     }
@@ -422,6 +426,25 @@ impl Store for SledStore {
     }
     fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>> {
         self.t_user_roles(app_id, user_id)
+    }
+
+    fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
+        self.s_put_refresh(rec)
+    }
+    fn refresh_token(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
+        self.s_refresh(id)
+    }
+    fn use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
+        self.s_use_refresh(rec, at)
+    }
+    fn put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
+        self.s_put_family(rec)
+    }
+    fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
+        self.s_family(user, id)
+    }
+    fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
+        self.s_families_of(user)
     }
 
     fn prune(&self, now: i64) -> StoreResult<usize> {

@@ -16,3 +16,4 @@ mod nats_callout;
 mod policy_cli;
 mod provisioner;
 mod server;
+mod sessions;

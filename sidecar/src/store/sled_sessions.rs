@@ -1,0 +1,65 @@
+//! Refresh tokens and their families. A token is marked used with a compare-and-swap on its
+//! stored bytes, so of two concurrent exchanges of one token exactly one wins; families are keyed
+//! `<user>/<family>` so logout finds all of a user's sessions with a prefix scan.
+
+use super::StoreResult;
+use super::codec::{decode, encode};
+use super::records::{FamilyRecord, RefreshRecord};
+use super::sled_store::{SledStore, backend};
+
+impl SledStore {
+    pub(super) fn s_put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
+        self.refresh
+            .insert(rec.id.as_bytes(), encode("refresh", rec)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(super) fn s_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
+        self.refresh
+            .get(id.as_bytes())
+            .map_err(backend)?
+            .map(|v| decode("refresh", &v))
+            .transpose()
+    }
+
+    pub(super) fn s_use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
+        let current = encode("refresh", rec)?;
+        let mut used = rec.clone();
+        used.used_at = Some(at);
+        let swapped = self
+            .refresh
+            .compare_and_swap(
+                rec.id.as_bytes(),
+                Some(current),
+                Some(encode("refresh", &used)?),
+            )
+            .map_err(backend)?;
+        Ok(swapped.is_ok())
+    }
+
+    pub(super) fn s_put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
+        self.families
+            .insert(
+                format!("{}/{}", rec.user_id, rec.id).as_bytes(),
+                encode("families", rec)?,
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    pub(super) fn s_family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
+        self.families
+            .get(format!("{user}/{id}").as_bytes())
+            .map_err(backend)?
+            .map(|v| decode("families", &v))
+            .transpose()
+    }
+
+    pub(super) fn s_families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
+        self.families
+            .scan_prefix(format!("{user}/").as_bytes())
+            .map(|kv| decode("families", &kv.map_err(backend)?.1))
+            .collect()
+    }
+}

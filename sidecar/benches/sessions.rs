@@ -13,7 +13,9 @@ use sidecar::sessions::{Exchanged, exchange, open};
 use sidecar::store::{SledStore, Store};
 
 fn rotations(store: &SledStore, n: usize, flush: bool) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let (_, mut token) = open(store, "usr-BENCH", 1_000, 10_000_000).unwrap();
     let t0 = Instant::now();
     for i in 0..n {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use broker_auth::nats_jwt::{self, NatsClaims, Operator};
 
-use super::{CONTROL, Names, Provisioner, SYS};
+use super::{CONTROL, Provisioner, SYS};
 use crate::error::SidecarError;
 
 fn cfg(path: &Path, e: impl std::fmt::Display) -> SidecarError {
@@ -74,7 +74,7 @@ pub fn init(
     );
     let names = p.names.clone();
     let (sys, _) = p.ensure_account(SYS, "SYS", now)?;
-    p.ensure_account(CONTROL, &names_control(&names), now)?;
+    p.ensure_account(CONTROL, &names.control_account, now)?;
     let mut op = NatsClaims::<Operator>::new(public);
     op.name = "broker-auth".into();
     op.nats.system_account = Some(sys.public_key.clone());
@@ -99,8 +99,4 @@ pub fn init(
         system_account: sys.public_key,
         config_block,
     })
-}
-
-fn names_control(n: &Names) -> String {
-    n.control_account.clone()
 }

@@ -98,11 +98,7 @@ pub fn build_state(
         provisioner,
         nats_side: Default::default(),
         limiter: RateLimiter::new(config.limits(), bans),
-        verifier: auth.verifier.clone(),
         token_config,
-        keys: auth.keys.clone(),
-        revocations: auth.revocations.clone(),
-        policy: auth.policy.clone(),
         auth,
         store,
         clock,
@@ -147,11 +143,11 @@ async fn watch_policies(state: State) {
             continue;
         }
         seen = now;
-        let result =
-            broker_auth::policy::read_dir(&dir).and_then(|sources| state.policy.reload(sources));
+        let result = broker_auth::policy::read_dir(&dir)
+            .and_then(|sources| state.auth.policy.reload(sources));
         match result {
             Ok(()) => {
-                let set = state.policy.current();
+                let set = state.auth.policy.current();
                 for w in set.warnings() {
                     tracing::warn!(warning = %w, "policy");
                 }
@@ -269,7 +265,7 @@ pub async fn run(
         loop {
             tick.tick().await;
             let now = janitor_state.now();
-            janitor_state.revocations.prune(now);
+            janitor_state.auth.revocations.prune(now);
             if let Err(e) = janitor_state.store.prune(now) {
                 tracing::warn!(error = %e, "store prune failed");
             }

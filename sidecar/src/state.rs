@@ -4,11 +4,8 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use broker_auth::identity::IdentityType;
-use broker_auth::policy::SharedPolicy;
-use broker_auth::revocation::RevocationSet;
-use broker_auth::token::{Claims, KeySet, TokenConfig, TokenUse, Verifier};
+use broker_auth::token::{Claims, TokenConfig, TokenUse};
 use broker_auth::{DenyCode, b64};
 use rand_core::{OsRng, RngCore};
 
@@ -26,13 +23,9 @@ pub type State = Arc<AppState>;
 pub struct AppState {
     pub config: ServeArgs,
     pub store: Arc<dyn Store>,
-    pub keys: Arc<ArcSwap<KeySet>>,
     pub token_config: TokenConfig,
-    pub verifier: Arc<Verifier>,
-    pub revocations: Arc<RevocationSet>,
-    pub policy: Arc<SharedPolicy>,
-    /// The same keys, verifier, revocations and policy bundled for connect decisions (with a
-    /// verification cache), shared by the HTTP broker routes, the MQTT broker and the callout.
+    /// Keys, verifier, revocations and policy (with a verification cache): what every decision
+    /// reads, shared with the HTTP broker routes, the MQTT broker and the callout.
     pub auth: broker_auth::live::LiveAuth,
     /// The NATS provisioner and resolver, when an operator seed is configured.
     pub provisioner: Option<Arc<crate::provision::Provisioner>>,
@@ -136,7 +129,8 @@ impl AppState {
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, SidecarError> {
-        self.keys
+        self.auth
+            .keys
             .load()
             .sign(claims)
             .map_err(|e| SidecarError::Internal(e.to_string()))
@@ -144,19 +138,22 @@ impl AppState {
 
     /// Verify a token of the product (any enforcement point's rules) at the state's time.
     pub fn verify(&self, token: &str, token_use: TokenUse) -> Result<Claims, DenyCode> {
-        self.verifier.verify(
-            &self.keys.load(),
+        self.auth.verifier.verify(
+            &self.auth.keys.load(),
             token,
             self.now(),
-            self.revocations.as_ref(),
+            self.auth.revocations.as_ref(),
             token_use,
         )
     }
 
     async fn record_revocation(&self, rec: RevocationRecord) -> Result<(), SidecarError> {
         match rec.kind {
-            RevocationKind::Session => self.revocations.revoke_session(&rec.id, rec.until),
-            RevocationKind::Subject => self.revocations.revoke_subject(&rec.id, rec.at, rec.until),
+            RevocationKind::Session => self.auth.revocations.revoke_session(&rec.id, rec.until),
+            RevocationKind::Subject => self
+                .auth
+                .revocations
+                .revoke_subject(&rec.id, rec.at, rec.until),
         }
         self.store.append_revocation(&rec)?;
         self.store.flush().await?;

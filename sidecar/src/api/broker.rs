@@ -131,6 +131,7 @@ fn principal_grants(
     );
     let principal = Principal::from_claims(&claims, Protocol::Mqtt, nonempty(&req.clientid))?;
     let grants = state
+        .auth
         .policy
         .current()
         .grants_cached(&principal)

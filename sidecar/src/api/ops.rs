@@ -21,7 +21,7 @@ pub struct Health {
 }
 
 async fn health(state: State) -> Result<warp::reply::Response, Rejection> {
-    let policy = state.policy.current();
+    let policy = state.auth.policy.current();
     Ok(warp::reply::json(&Health {
         status: "healthy",
         policies_loaded: true,
@@ -50,7 +50,7 @@ async fn metrics(state: State) -> Result<warp::reply::Response, Rejection> {
 }
 
 async fn jwks(state: State) -> Result<warp::reply::Response, Rejection> {
-    Ok(warp::reply::json(&state.keys.load().jwks()).into_response())
+    Ok(warp::reply::json(&state.auth.keys.load().jwks()).into_response())
 }
 
 async fn list_bans(
@@ -102,7 +102,7 @@ async fn rotate(state: State, bearer: Option<String>) -> Result<warp::reply::Res
         state.config.max_token_lifetime(),
     )
     .map_err(reject)?;
-    state.keys.store(std::sync::Arc::new(keys));
+    state.auth.keys.store(std::sync::Arc::new(keys));
     Ok(warp::reply::json(&serde_json::json!({ "kid": kid })).into_response())
 }
 

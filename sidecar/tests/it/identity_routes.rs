@@ -380,7 +380,12 @@ async fn a_disabled_identitys_tokens_are_refused() {
     );
     // And the in-memory set the brokers use already refuses it.
     use broker_auth::revocation::Revocations as _;
-    assert!(h.state.revocations.is_subject_revoked(&id, h.clock_now()));
+    assert!(
+        h.state
+            .auth
+            .revocations
+            .is_subject_revoked(&id, h.clock_now())
+    );
 }
 
 #[tokio::test]

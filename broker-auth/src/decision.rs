@@ -245,3 +245,25 @@ pub fn authorize_connect(
 pub fn authorize_action(grants: &CompiledGrants, action: Action, topic: &str) -> Decision {
     grants.check(action, topic)
 }
+
+/// Decisions counted by reason code, for whoever exports metrics. Codes are `&'static str`
+/// ([`DenyCode::as_str`] and friends), so the set of labels is bounded.
+#[derive(Debug, Default)]
+pub struct ReasonCounts(std::sync::Mutex<std::collections::HashMap<&'static str, u64>>);
+
+impl ReasonCounts {
+    /// Count one occurrence of `reason`.
+    pub fn add(&self, reason: &'static str) {
+        // A poisoned lock still holds plain counters; keep counting.
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+
+    /// Every reason with its count, sorted by reason.
+    pub fn sorted(&self) -> Vec<(&'static str, u64)> {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<_> = m.iter().map(|(k, n)| (*k, *n)).collect();
+        v.sort();
+        v
+    }
+}

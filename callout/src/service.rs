@@ -30,26 +30,18 @@ pub struct Stats {
     pub unanswerable: AtomicU64,
     pub kicked: AtomicU64,
     /// Denials by reason code.
-    pub denied_by_reason: Mutex<HashMap<&'static str, u64>>,
+    pub denied_by_reason: broker_auth::decision::ReasonCounts,
 }
 
 impl Stats {
     fn deny(&self, reason: &'static str) {
         self.denied.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut m) = self.denied_by_reason.lock() {
-            *m.entry(reason).or_default() += 1;
-        }
+        self.denied_by_reason.add(reason);
     }
 
     /// Denials by reason code, sorted.
     pub fn denials(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .denied_by_reason
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
+        self.denied_by_reason.sorted()
     }
 }
 

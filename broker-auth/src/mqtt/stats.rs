@@ -1,8 +1,6 @@
 //! Counters the embedded broker keeps for whoever exports metrics (the sidecar mirrors them into
 //! Prometheus at scrape time). Plain atomics: the hot path pays one relaxed add per event.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -49,7 +47,7 @@ pub struct MqttStats {
     /// CONNECTs accepted.
     pub connects_accepted: AtomicU64,
     /// CONNECTs refused, by reason code.
-    refused: Mutex<HashMap<&'static str, u64>>,
+    refused: crate::decision::ReasonCounts,
     /// PUBLISHes refused by the ACL.
     pub publish_denied: AtomicU64,
     /// SUBSCRIBE filters refused by the ACL.
@@ -68,20 +66,12 @@ pub struct MqttStats {
 
 impl MqttStats {
     pub(crate) fn refuse(&self, reason: &'static str) {
-        if let Ok(mut m) = self.refused.lock() {
-            *m.entry(reason).or_default() += 1;
-        }
+        self.refused.add(reason);
     }
 
     /// Refused CONNECTs by reason code, sorted.
     pub fn refusals(&self) -> Vec<(&'static str, u64)> {
-        let mut v: Vec<_> = self
-            .refused
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
-            .unwrap_or_default();
-        v.sort();
-        v
+        self.refused.sorted()
     }
 
     /// Convenience read of a counter.

@@ -86,15 +86,14 @@ fn nonempty(s: &Option<String>) -> Option<&str> {
 }
 
 fn answer(ok: bool, reason: &str) -> warp::reply::Response {
-    let (status, body) = if ok {
-        (StatusCode::OK, json!({"ok": true, "reason": reason}))
+    if ok {
+        json_reply(StatusCode::OK, json!({"ok": true, "reason": reason}))
     } else {
-        (
+        json_reply(
             StatusCode::FORBIDDEN,
             json!({"ok": false, "reason": reason, "error": reason}),
         )
-    };
-    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    }
 }
 
 fn reason_text(code: DenyCode) -> &'static str {
@@ -139,18 +138,26 @@ fn principal_grants(
     Ok((Some(principal.id), grants))
 }
 
+/// The connect decision, exactly as the embedded broker's CONNECT hook makes it.
+fn decide(state: &State, token: Option<&str>, client_id: Option<&str>) -> Decision<Authorized> {
+    state
+        .auth
+        .authorize(state.now(), token, Protocol::Mqtt, client_id)
+}
+
 fn authorize(
     state: &State,
     token: Option<&str>,
     req: &GoAuthRequest,
 ) -> Result<Authorized, DenyCode> {
-    match state
-        .auth
-        .authorize(state.now(), token, Protocol::Mqtt, nonempty(&req.clientid))
-    {
+    match decide(state, token, nonempty(&req.clientid)) {
         Decision::Permit(p) => Ok(p.value),
         Decision::Deny(d) => Err(d.code),
     }
+}
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
 fn token_of<'a>(bearer: &'a Option<String>, req: &'a GoAuthRequest) -> Option<&'a str> {
@@ -253,13 +260,7 @@ pub struct InternalAclRequest {
 }
 
 fn internal_auth(state: &State, req: InternalAuthRequest) -> warp::reply::Response {
-    let d = state.auth.authorize(
-        state.now(),
-        Some(&req.token),
-        Protocol::Mqtt,
-        req.client_id.as_deref(),
-    );
-    let (status, body) = match d {
+    let (status, body) = match decide(state, Some(&req.token), req.client_id.as_deref()) {
         Decision::Permit(p) => {
             let a = p.value;
             let src = a.grants.source();
@@ -281,7 +282,7 @@ fn internal_auth(state: &State, req: InternalAuthRequest) -> warp::reply::Respon
             json!({"allow": false, "reason": d.code.as_str()}),
         ),
     };
-    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+    json_reply(status, body)
 }
 
 fn internal_acl(
@@ -298,13 +299,7 @@ fn internal_acl(
             ));
         }
     };
-    let d = state.auth.authorize(
-        state.now(),
-        Some(&req.token),
-        Protocol::Mqtt,
-        req.client_id.as_deref(),
-    );
-    let verdict = match d {
+    let verdict = match decide(state, Some(&req.token), req.client_id.as_deref()) {
         Decision::Permit(p) => p.value.grants.check(action, &req.topic),
         Decision::Deny(d) => Decision::Deny(d),
     };
@@ -315,7 +310,7 @@ fn internal_acl(
             json!({"allow": false, "reason": d.code.as_str()}),
         ),
     };
-    Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+    Ok(json_reply(status, body))
 }
 
 fn internal_gate(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {

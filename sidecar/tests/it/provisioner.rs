@@ -157,6 +157,19 @@ fn the_ravenxcope_scenario_end_to_end() {
     let (_, s1_again) = w.write("/users", json!({"tenantId": "t1", "sensorId": "s1"}));
     assert_eq!(s1_again["creds"], s1["creds"], "create-or-return");
     let (_, s2) = w.write("/users", json!({"tenantId": "t1", "sensorId": "s2"}));
+    // The provisioner reaches nats-server in the background; create-or-return reports whether the
+    // command stream and the sensor's consumer exist yet. Wait on that, not on a clock.
+    for sensor in ["s1", "s2"] {
+        let ready = test_support::wait_until(WAIT, || {
+            let (_, r) = w.write("/users", json!({"tenantId": "t1", "sensorId": sensor}));
+            r["consumerReady"] == true
+        });
+        assert!(
+            ready,
+            "consumer of {sensor} never ready:\n{}",
+            w.sidecar.log()
+        );
+    }
     let (s, backend) = w.write("/backend-user", json!({}));
     assert_eq!(s, 200, "{backend}");
     assert_eq!(

@@ -82,13 +82,29 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Start nats-server with `config` (everything except `listen`, `http` and logging, which are
-    /// added here) and wait until `/healthz` answers 200.
+    /// added here) and wait until `/healthz` answers 200. A port picked here can be taken by
+    /// someone else before the server binds it (tests run in parallel); that case is retried on
+    /// fresh ports, any other early exit fails the test.
     pub fn start(config: &str) -> NatsServer {
-        Self::start_with_ports(config, free_port(), free_port())
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(config, free_port(), free_port()) {
+                Ok(server) => return server,
+                Err(log) if log.contains("address already in use") => last = log,
+                Err(log) => panic!("nats-server exited early:\n{log}"),
+            }
+        }
+        panic!("nats-server found no free port in 5 attempts:\n{last}")
     }
 
     /// Start on given ports (a restart test reuses them).
     pub fn start_with_ports(config: &str, port: u16, monitor_port: u16) -> NatsServer {
+        Self::try_start(config, port, monitor_port)
+            .unwrap_or_else(|log| panic!("nats-server exited early:\n{log}"))
+    }
+
+    /// Start and wait for readiness; `Err(log)` when the server exited before it was ready.
+    fn try_start(config: &str, port: u16, monitor_port: u16) -> Result<NatsServer, String> {
         let bin = nats_server_bin();
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let conf = dir.path().join("server.conf");
@@ -112,14 +128,19 @@ impl NatsServer {
             monitor_port,
             dir,
         };
+        let mut exited = false;
         let ready = wait_until(Duration::from_secs(15), || {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("nats-server exited early ({status}):\n{}", server.log());
+            if let Ok(Some(_)) = server.child.try_wait() {
+                exited = true;
+                return true;
             }
             matches!(http_get(monitor_port, "/healthz"), Some((200, _)))
         });
+        if exited {
+            return Err(server.log());
+        }
         assert!(ready, "nats-server did not become ready:\n{}", server.log());
-        server
+        Ok(server)
     }
 
     /// `nats://127.0.0.1:<port>`.

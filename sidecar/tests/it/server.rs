@@ -36,15 +36,40 @@ pub fn bootstrap(data: &Path) -> String {
 }
 
 impl Server {
+    /// Start on ports picked here. Another test can take a picked port before the server binds
+    /// it; that case is retried on fresh ports.
     pub fn start(data: &Path, extra: &[&str]) -> Server {
-        Self::start_on(data, free_port(), extra)
+        Self::start_retrying(data, None, extra)
     }
 
+    /// Start with the REST port given (the MQTT port, unless given in `extra`, is still picked).
     pub fn start_on(data: &Path, port: u16, extra: &[&str]) -> Server {
+        Self::start_retrying(data, Some(port), extra)
+    }
+
+    fn start_retrying(data: &Path, port: Option<u16>, extra: &[&str]) -> Server {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mqtt_port = (!extra.contains(&"--mqtt-listen")).then(free_port);
+            match Self::try_start(data, port.unwrap_or_else(free_port), mqtt_port, extra) {
+                Ok(s) => return s,
+                Err(log) if log.contains("in use") => last = log,
+                Err(log) => panic!("sidecar exited early:\n{log}"),
+            }
+        }
+        panic!("sidecar found no free port in 5 attempts:\n{last}")
+    }
+
+    /// Start and wait until ready; `Err(log)` when the process exited first.
+    fn try_start(
+        data: &Path,
+        port: u16,
+        mqtt_port: Option<u16>,
+        extra: &[&str],
+    ) -> Result<Server, String> {
         let log = data.with_extension(format!("{port}.log"));
         let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let listen = format!("127.0.0.1:{port}");
-        let mqtt_port = (!extra.contains(&"--mqtt-listen")).then(free_port);
         let mqtt_listen = mqtt_port.map(|p| format!("127.0.0.1:{p}"));
         let child = Command::new(bin())
             .args([
@@ -77,16 +102,23 @@ impl Server {
             mqtt_port,
             log,
         };
+        let mut exited = false;
         let ready = wait_until(Duration::from_secs(20), || {
-            if let Some(Ok(Some(status))) = s.child.as_mut().map(|c| c.try_wait()) {
-                panic!("sidecar exited early ({status}):\n{}", s.log());
+            if let Some(Ok(Some(_))) = s.child.as_mut().map(|c| c.try_wait()) {
+                exited = true;
+                return true;
             }
             // Ready as the README defines it: /health answers and the MQTT port accepts.
             matches!(http_get(port, "/health"), Some((200, _)))
                 && mqtt_port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
+        if exited {
+            let log = s.log();
+            s.child = None;
+            return Err(log);
+        }
         assert!(ready, "sidecar not ready:\n{}", s.log());
-        s
+        Ok(s)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -208,6 +208,9 @@ pub struct TokenKey {
     signing: Option<SigningKind>,
     private: Option<SecretBytes>,
     jwk: Option<Value>,
+    /// An app's HS256 key speaks only for that app: whoever holds the shared secret can mint
+    /// tokens, so a token it signed must name this tenant or it is refused.
+    tenant: Option<String>,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -289,6 +292,7 @@ impl TokenKey {
             signing: Some(signing),
             private: Some(pkcs8),
             jwk: Some(jwk),
+            tenant: None,
         })
     }
 
@@ -306,7 +310,21 @@ impl TokenKey {
             signing: Some(SigningKind::Hmac(EncodingKey::from_secret(secret.expose()))),
             private: Some(secret),
             jwk: None,
+            tenant: None,
         })
+    }
+
+    /// The HS256 key of app `app_id` (kid `app-<id>`): it signs that app's access tokens and
+    /// verifies only tokens whose `tenant` is that app.
+    pub fn hs256_for_app(app_id: &str, secret: SecretBytes) -> Result<TokenKey> {
+        let mut key = TokenKey::hs256(&format!("app-{app_id}"), secret)?;
+        key.tenant = Some(app_id.to_owned());
+        Ok(key)
+    }
+
+    /// The app an app key is bound to.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
     }
 
     /// A verify-only key from a JWK (split deployments fetch the sidecar's JWKS).
@@ -355,6 +373,7 @@ impl TokenKey {
             signing: None,
             private: None,
             jwk: Some(jwk.clone()),
+            tenant: None,
         })
     }
 
@@ -425,8 +444,21 @@ impl KeySet {
         self.sign_with(key, claims)
     }
 
+    /// Sign any claim set with the active key: OpenID ID tokens are addressed to one client and
+    /// carry claims (`nonce`, `email`) that access tokens do not.
+    pub fn sign_payload<T: Serialize>(&self, payload: &T) -> Result<String> {
+        let key = self
+            .active()
+            .ok_or_else(|| Error::Crypto("no signing key".into()))?;
+        self.sign_raw(key, payload)
+    }
+
     /// Sign with a specific key (HS256 apps choose their key explicitly).
     pub fn sign_with(&self, key: &TokenKey, claims: &Claims) -> Result<String> {
+        self.sign_raw(key, claims)
+    }
+
+    fn sign_raw<T: Serialize>(&self, key: &TokenKey, claims: &T) -> Result<String> {
         let signing = key
             .signing
             .as_ref()
@@ -587,6 +619,13 @@ impl Verifier {
         };
         if !audience_ok || claims.sub.is_empty() {
             return Err(DenyCode::WrongAudience);
+        }
+        if key
+            .tenant
+            .as_deref()
+            .is_some_and(|t| claims.tenant.as_deref() != Some(t))
+        {
+            return Err(DenyCode::InvalidPrincipal);
         }
         self.check_live(&claims, now, revocations, expected)?;
         Ok((claims, header.kid))

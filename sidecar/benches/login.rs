@@ -110,8 +110,9 @@ fn populate(data: &Path, n: usize) -> Vec<ed25519_dalek::SigningKey> {
         let rec = IdentityRecord {
             id: IdentityType::User.new_id(),
             kind: IdentityType::User,
-            key_algorithm: KeyAlgorithm::Ed25519,
-            public_key: broker_auth::b64::url_encode(sk.verifying_key().as_bytes()),
+            key_algorithm: Some(KeyAlgorithm::Ed25519),
+            public_key: Some(broker_auth::b64::url_encode(sk.verifying_key().as_bytes())),
+            upstream: None,
             name: None,
             tenant: Some("bench".into()),
             scopes: vec![],

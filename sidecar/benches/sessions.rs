@@ -19,7 +19,7 @@ fn rotations(store: &SledStore, n: usize, flush: bool) -> f64 {
     let (_, mut token) = open(store, "usr-BENCH", 1_000, 10_000_000).unwrap();
     let t0 = Instant::now();
     for i in 0..n {
-        match exchange(store, &token, 1_001 + i as i64).unwrap() {
+        match exchange(store, &token, None, 1_001 + i as i64).unwrap() {
             Exchanged::Rotated { token: next, .. } => token = next,
             Exchanged::Reused { .. } => panic!("fresh token seen as reused"),
         }

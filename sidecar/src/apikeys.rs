@@ -56,12 +56,7 @@ fn check_of(body: &str) -> String {
     data_encoding::BASE32_NOPAD.encode(&digest[..4])
 }
 
-fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::state::sha256_hex as hash_secret;
 
 /// Make a key. `expires_in_days` must already be validated by the caller (1–365).
 pub fn generate(

@@ -109,6 +109,21 @@ pub struct ServeArgs {
     /// refuse every caller.
     #[arg(long, env = "INTERNAL_SHARED_SECRET", hide_env_values = true)]
     pub internal_secret: Option<SecretString>,
+    /// Upstream OpenID providers for `/oauth/{name}`: `NAME,ISSUER_URL,CLIENT_ID,CLIENT_SECRET`
+    /// (`google,,ID,SECRET` uses Google's issuer). Repeatable; in the environment separate
+    /// providers with `;`. Plain-http issuers are accepted only on loopback.
+    #[arg(long = "upstream-oidc", env = "UPSTREAM_OIDC", value_delimiter = ';',
+          value_parser = parse_upstream, hide_env_values = true)]
+    pub upstream_oidc: Vec<UpstreamSpec>,
+    /// HS256 shared secret of a Tronexus-compatible app: `APP_ID=BASE64URL` (32 bytes or more).
+    /// That app's access tokens are then HS256 and the secret verifies only them. Repeatable;
+    /// in the environment separate with `;`.
+    #[arg(long = "app-hs256-secret", env = "APP_HS256_SECRETS", value_delimiter = ';',
+          value_parser = parse_app_secret, hide_env_values = true)]
+    pub app_hs256_secrets: Vec<AppSecretSpec>,
+    /// Lifetime of app access tokens (upstream login and the OAuth2 server), seconds.
+    #[arg(long, env = "APP_TOKEN_TTL", default_value_t = 900)]
+    pub app_token_ttl: i64,
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -318,7 +333,112 @@ impl CalloutServeArgs {
     }
 }
 
+/// One upstream OpenID provider.
+#[derive(Clone)]
+pub struct UpstreamSpec {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for UpstreamSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSpec")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Names `/oauth/{name}` cannot take: the OAuth2 server's own routes.
+pub const RESERVED_PROVIDER_NAMES: [&str; 4] = ["authorize", "token", "userinfo", "clients"];
+
+const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+fn parse_upstream(s: &str) -> Result<UpstreamSpec, String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let [name, issuer, client_id, client_secret] = parts[..] else {
+        return Err("expected NAME,ISSUER_URL,CLIENT_ID,CLIENT_SECRET".into());
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !name_ok || RESERVED_PROVIDER_NAMES.contains(&name) {
+        return Err(format!(
+            "provider name {name:?}: use 1-32 of a-z 0-9 - _, and none of {RESERVED_PROVIDER_NAMES:?}"
+        ));
+    }
+    let issuer = match (name, issuer) {
+        ("google", "") => GOOGLE_ISSUER.to_owned(),
+        (_, "") => return Err(format!("provider {name}: ISSUER_URL is required")),
+        (_, i) => i.trim_end_matches('/').to_owned(),
+    };
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| issuer.starts_with(p));
+    if !(issuer.starts_with("https://") || loopback) {
+        return Err(format!(
+            "provider {name}: the issuer must be https (plain http only on loopback)"
+        ));
+    }
+    if client_id.is_empty() || client_secret.is_empty() {
+        return Err(format!(
+            "provider {name}: CLIENT_ID and CLIENT_SECRET are required"
+        ));
+    }
+    Ok(UpstreamSpec {
+        name: name.to_owned(),
+        issuer,
+        client_id: client_id.to_owned(),
+        client_secret: SecretString::new(client_secret.to_owned()),
+    })
+}
+
+/// An app's HS256 shared secret.
+#[derive(Clone)]
+pub struct AppSecretSpec {
+    pub app_id: String,
+    pub secret: broker_auth::secret::SecretBytes,
+}
+
+impl std::fmt::Debug for AppSecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AppSecretSpec({}, [REDACTED])", self.app_id)
+    }
+}
+
+fn parse_app_secret(s: &str) -> Result<AppSecretSpec, String> {
+    let (app_id, secret) = s
+        .split_once('=')
+        .ok_or("expected APP_ID=BASE64URL_SECRET")?;
+    let bytes = broker_auth::b64::url_decode_strict("secret", secret.trim())
+        .map_err(|_| "the secret must be unpadded base64url".to_owned())?;
+    if bytes.len() < 32 {
+        return Err("an HS256 secret must be at least 32 bytes".into());
+    }
+    if app_id.trim().is_empty() {
+        return Err("APP_ID is required".into());
+    }
+    Ok(AppSecretSpec {
+        app_id: app_id.trim().to_owned(),
+        secret: broker_auth::secret::SecretBytes::new(bytes),
+    })
+}
+
 impl ServeArgs {
+    /// Where browsers and clients reach this service (OAuth redirect URIs, discovery).
+    pub fn base_url(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
     pub fn issuer(&self) -> String {
         self.public_url
             .clone()
@@ -345,6 +465,7 @@ impl ServeArgs {
     /// The longest any token can live: how long a retired signing key must keep verifying.
     pub fn max_token_lifetime(&self) -> i64 {
         self.login_token_ttl
+            .max(self.app_token_ttl)
             .max(self.device_access_ttl)
             .max(self.announcement_ttl)
     }
@@ -354,6 +475,7 @@ impl ServeArgs {
             ("LOGIN_TOKEN_TTL", self.login_token_ttl),
             ("DEVICE_ACCESS_TTL", self.device_access_ttl),
             ("ANNOUNCEMENT_TTL", self.announcement_ttl),
+            ("APP_TOKEN_TTL", self.app_token_ttl),
         ] {
             if !(60..=366 * 86_400).contains(&v) {
                 return Err(SidecarError::Config(format!(
@@ -368,6 +490,13 @@ impl ServeArgs {
         {
             return Err(SidecarError::Config(
                 "PUBLIC_URL must be an http(s) URL".into(),
+            ));
+        }
+        let mut names: Vec<&str> = self.upstream_oidc.iter().map(|u| u.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(SidecarError::Config(
+                "UPSTREAM_OIDC names a provider twice".into(),
             ));
         }
         if self.audience.trim().is_empty() {

@@ -61,6 +61,16 @@ pub enum SidecarError {
     /// HTTP method not allowed on the path.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// An OAuth2 token or authorize error (RFC 6749 §5.2 codes: `invalid_request`,
+    /// `invalid_client`, `invalid_grant`, ...), answered in RFC 6749's own format.
+    #[error("{error}: {description}")]
+    OAuth {
+        error: &'static str,
+        description: String,
+    },
+    /// An upstream OpenID login failed (state, provider answer, ID token).
+    #[error("upstream login failed: {0}")]
+    UpstreamLogin(String),
     /// Wrong content type.
     #[error("unsupported media type: send application/json")]
     UnsupportedMediaType,
@@ -84,6 +94,14 @@ pub enum SidecarError {
 }
 
 impl SidecarError {
+    /// An RFC 6749 error.
+    pub fn oauth(error: &'static str, description: impl Into<String>) -> SidecarError {
+        SidecarError::OAuth {
+            error,
+            description: description.into(),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             SidecarError::Policy(_) => 1,

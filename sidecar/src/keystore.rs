@@ -183,6 +183,19 @@ pub fn load_key_set(
     Ok(KeySet::new(keys))
 }
 
+/// Add the operator-configured HS256 keys of apps (`--app-hs256-secret`). They never sign
+/// anything but their app's access tokens and never verify another app's (see
+/// `TokenKey::hs256_for_app`); they are not stored, the configuration is their home.
+pub fn with_app_keys(
+    keys: KeySet,
+    apps: &[crate::config::AppSecretSpec],
+) -> Result<KeySet, SidecarError> {
+    apps.iter().try_fold(keys, |ks, a| {
+        let key = TokenKey::hs256_for_app(&a.app_id, a.secret.clone())?;
+        Ok(ks.with_key(Arc::new(key)))
+    })
+}
+
 /// Add a new signing key (it becomes the active one) and mark the others retired as of `now`.
 pub fn rotate(
     store: &dyn Store,

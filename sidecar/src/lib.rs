@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod keystore;
 pub mod metrics;
+pub mod oauth;
 pub mod openapi;
 pub mod policy_cmd;
 pub mod provision;

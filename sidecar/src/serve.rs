@@ -44,6 +44,7 @@ pub fn build_state(
         now,
         config.max_token_lifetime(),
     )?;
+    let keys = keystore::with_app_keys(keys, &config.app_hs256_secrets)?;
     let revocations = RevocationSet::new();
     let mut since = 0;
     loop {
@@ -104,6 +105,7 @@ pub fn build_state(
         clock,
         metrics,
         master,
+        upstream: crate::oauth::upstream::Upstreams::new(&config.upstream_oidc)?,
         config,
     }))
 }

@@ -11,7 +11,6 @@
 
 use broker_auth::b64;
 use rand_core::{OsRng, RngCore};
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::SidecarError;
@@ -20,12 +19,7 @@ use crate::store::{FamilyRecord, RefreshRecord, Store};
 
 const SECRET_LEN: usize = 43;
 
-fn hash(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::state::sha256_hex as hash;
 
 /// Mint the next token of `family`.
 fn mint(store: &dyn Store, family: &FamilyRecord, now: i64) -> Result<String, SidecarError> {
@@ -51,12 +45,40 @@ pub fn open(
     now: i64,
     lifetime: i64,
 ) -> Result<(FamilyRecord, String), SidecarError> {
+    open_family(store, new_family_id(), user_id, None, now, lifetime)
+}
+
+/// A fresh session id (`ses-…`).
+pub fn new_family_id() -> String {
+    random_id("ses-")
+}
+
+/// An OAuth2 grant a session belongs to: the client and the scopes it was given.
+pub struct ClientGrant<'a> {
+    pub client_id: &'a str,
+    pub scopes: &'a [String],
+}
+
+/// Open a session with a chosen id, optionally bound to the OAuth2 client it was granted to.
+pub fn open_family(
+    store: &dyn Store,
+    id: String,
+    user_id: &str,
+    grant: Option<ClientGrant<'_>>,
+    now: i64,
+    lifetime: i64,
+) -> Result<(FamilyRecord, String), SidecarError> {
     let family = FamilyRecord {
-        id: random_id("ses-"),
+        id,
         user_id: user_id.to_owned(),
         created_at: now,
         expires_at: now + lifetime,
         revoked_at: None,
+        scopes: grant
+            .as_ref()
+            .map(|g| g.scopes.to_vec())
+            .unwrap_or_default(),
+        client_id: grant.map(|g| g.client_id.to_owned()),
     };
     store.put_family(&family)?;
     let token = mint(store, &family, now)?;
@@ -78,8 +100,15 @@ fn parse(token: &str) -> Option<(&str, &str)> {
 }
 
 /// Exchange a refresh token. Unknown, malformed, wrong-secret, expired and ended tokens are all
-/// `InvalidRefreshToken` (4008), so nothing tells a guesser which part was wrong.
-pub fn exchange(store: &dyn Store, token: &str, now: i64) -> Result<Exchanged, SidecarError> {
+/// `InvalidRefreshToken` (4008), so nothing tells a guesser which part was wrong. `client` is the
+/// OAuth2 client presenting it (None on `/auth/refresh`): a token of another client's session is
+/// refused before it is marked used, so a client cannot burn another's session.
+pub fn exchange(
+    store: &dyn Store,
+    token: &str,
+    client: Option<&str>,
+    now: i64,
+) -> Result<Exchanged, SidecarError> {
     let invalid = || SidecarError::InvalidRefreshToken;
     let (id, secret) = parse(token).ok_or_else(invalid)?;
     let rec = store.refresh_token(id)?.ok_or_else(invalid)?;
@@ -89,7 +118,10 @@ pub fn exchange(store: &dyn Store, token: &str, now: i64) -> Result<Exchanged, S
     let mut family = store
         .family(&rec.user_id, &rec.family)?
         .ok_or_else(invalid)?;
-    if family.revoked_at.is_some() || now >= family.expires_at {
+    if family.revoked_at.is_some()
+        || now >= family.expires_at
+        || family.client_id.as_deref() != client
+    {
         return Err(invalid());
     }
     if rec.used_at.is_some() || !store.use_refresh(&rec, now)? {
@@ -99,6 +131,24 @@ pub fn exchange(store: &dyn Store, token: &str, now: i64) -> Result<Exchanged, S
     }
     let token = mint(store, &family, now)?;
     Ok(Exchanged::Rotated { family, token })
+}
+
+/// End one session (a replayed authorization code): its refresh tokens stop rotating. The caller
+/// also revokes its `sid`. None if there is no such live session.
+pub fn end(
+    store: &dyn Store,
+    user_id: &str,
+    id: &str,
+    now: i64,
+) -> Result<Option<FamilyRecord>, SidecarError> {
+    let Some(mut f) = store.family(user_id, id)? else {
+        return Ok(None);
+    };
+    if f.revoked_at.is_none() {
+        f.revoked_at = Some(now);
+        store.put_family(&f)?;
+    }
+    Ok(Some(f))
 }
 
 /// End every live session of `user_id`; returns the families ended.
@@ -135,7 +185,7 @@ mod tests {
         assert!(store.use_refresh(&seen_by_a, 101).unwrap());
         assert!(!store.use_refresh(&seen_by_b, 101).unwrap());
         // And the exchange path turns the loser into a reuse that ends the family.
-        match exchange(&store, &token, 102).unwrap() {
+        match exchange(&store, &token, None, 102).unwrap() {
             Exchanged::Reused { family } => assert_eq!(family.revoked_at, Some(102)),
             Exchanged::Rotated { .. } => panic!("a used token rotated"),
         }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub master: MasterKey,
+    /// Upstream OpenID providers (`/oauth/{provider}`).
+    pub upstream: crate::oauth::upstream::Upstreams,
 }
 
 /// Who is calling, once a bearer credential checked out.
@@ -70,6 +72,17 @@ pub fn random_id(prefix: &str) -> String {
     let mut b = [0u8; 16];
     OsRng.fill_bytes(&mut b);
     format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&b))
+}
+
+/// Hex SHA-256: how every high-entropy secret (API keys, refresh tokens, client secrets,
+/// authorization codes) is kept at rest. A fast hash is right at 256 bits of entropy: there is
+/// no dictionary to try, and a slow hash would only slow down every legitimate use.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A random challenge: 32 bytes, base64url.
@@ -134,6 +147,22 @@ impl AppState {
             .load()
             .sign(claims)
             .map_err(|e| SidecarError::Internal(e.to_string()))
+    }
+
+    /// Sign an app access token: with the app's HS256 key when the operator configured one
+    /// (`--app-hs256-secret`), else with the active key.
+    pub fn sign_app_access(&self, claims: &Claims) -> Result<String, SidecarError> {
+        let keys = self.auth.keys.load();
+        let app_key = claims
+            .tenant
+            .as_deref()
+            .and_then(|t| keys.get(&format!("app-{t}")))
+            .filter(|k| k.tenant().is_some());
+        match app_key {
+            Some(k) => keys.sign_with(k, claims),
+            None => keys.sign(claims),
+        }
+        .map_err(|e| SidecarError::Internal(e.to_string()))
     }
 
     /// Verify a token of the product (any enforcement point's rules) at the state's time.

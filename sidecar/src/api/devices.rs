@@ -98,8 +98,9 @@ async fn device_for_key(state: &State, key: &PublicKey) -> Result<IdentityRecord
     let rec = IdentityRecord {
         id: IdentityType::Device.new_id(),
         kind: IdentityType::Device,
-        key_algorithm: key.algorithm(),
-        public_key: key.canonical(),
+        key_algorithm: Some(key.algorithm()),
+        public_key: Some(key.canonical()),
+        upstream: None,
         name: None,
         tenant: None,
         scopes: vec![],
@@ -220,8 +221,11 @@ async fn refresh(state: State, req: RefreshRequest) -> Result<warp::reply::Respo
         .filter(|d| d.disabled_at.is_none())
         .ok_or_else(|| invalid(&state, "unknown_device"))?;
     let key = PublicKey::from_bytes(
-        &broker_auth::b64::url_decode_strict("key", &device.public_key)
-            .map_err(|e| reject(e.into()))?,
+        &broker_auth::b64::url_decode_strict(
+            "key",
+            device.public_key.as_deref().unwrap_or_default(),
+        )
+        .map_err(|e| reject(e.into()))?,
     )
     .map_err(|e| reject(e.into()))?;
     if key

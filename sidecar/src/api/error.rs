@@ -59,6 +59,18 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
         401,
         "a used refresh token was presented again; its whole session is revoked",
     ),
+    (
+        "UPSTREAM_LOGIN_FAILED",
+        4010,
+        401,
+        "the upstream OpenID login failed (state, provider answer or ID token refused)",
+    ),
+    (
+        "OAUTH_ERROR",
+        4011,
+        400,
+        "OAuth2 routes answer in RFC 6749's format instead: {\"error\", \"error_description\"}",
+    ),
     ("FORBIDDEN", 4030, 403, "authenticated but not allowed"),
     ("BANNED", 4031, 403, "this client IP is banned"),
     ("NOT_FOUND", 4040, 404, "no such resource"),
@@ -125,6 +137,8 @@ pub fn name_of(e: &SidecarError) -> &'static str {
         SidecarError::NotFound(_) => "NOT_FOUND",
         SidecarError::Conflict(_) => "CONFLICT",
         SidecarError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+        SidecarError::UpstreamLogin(_) => "UPSTREAM_LOGIN_FAILED",
+        SidecarError::OAuth { .. } => "OAUTH_ERROR",
         SidecarError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         SidecarError::Store(crate::store::StoreError::Conflict(_)) => "CONFLICT",
         SidecarError::Unavailable(_) => "UNAVAILABLE",
@@ -132,8 +146,32 @@ pub fn name_of(e: &SidecarError) -> &'static str {
     }
 }
 
+/// RFC 6749 §5.2: `invalid_client` is 401 (with a Basic challenge), everything else 400.
+fn oauth_reply(error: &str, description: &str) -> warp::reply::Response {
+    let status = if error == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let body = warp::reply::json(&serde_json::json!({
+        "error": error,
+        "error_description": description,
+    }));
+    let mut res = warp::reply::with_status(body, status).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        res.headers_mut().insert(
+            "www-authenticate",
+            warp::http::HeaderValue::from_static("Basic realm=\"broker-auth\""),
+        );
+    }
+    res
+}
+
 /// The HTTP response for an error.
 pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
+    if let SidecarError::OAuth { error, description } = e {
+        return oauth_reply(error, description);
+    }
     let name = name_of(e);
     let (code, status) = code_of(name);
     let message = if status.is_server_error() {

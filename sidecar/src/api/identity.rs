@@ -40,8 +40,8 @@ pub struct IdentityView {
     pub identity_id: String,
     #[serde(rename = "type")]
     pub kind: String,
-    pub key_algorithm: String,
-    pub public_key: String,
+    pub key_algorithm: Option<String>,
+    pub public_key: Option<String>,
     pub tenant: Option<String>,
     pub name: Option<String>,
     pub scopes: Vec<String>,
@@ -57,7 +57,7 @@ impl From<&IdentityRecord> for IdentityView {
         IdentityView {
             identity_id: r.id.clone(),
             kind: r.kind.as_str().to_owned(),
-            key_algorithm: r.key_algorithm.as_str().to_owned(),
+            key_algorithm: r.key_algorithm.map(|a| a.as_str().to_owned()),
             public_key: r.public_key.clone(),
             tenant: r.tenant.clone(),
             name: r.name.clone(),
@@ -136,8 +136,9 @@ async fn register(
     let rec = IdentityRecord {
         id: req.kind.new_id(),
         kind: req.kind,
-        key_algorithm: key.algorithm(),
-        public_key: key.canonical(),
+        key_algorithm: Some(key.algorithm()),
+        public_key: Some(key.canonical()),
+        upstream: None,
         name: req.name,
         tenant: req.tenant,
         scopes: req.scopes,

@@ -162,7 +162,7 @@ async fn session_refresh(
     req: SessionRefreshRequest,
 ) -> Result<warp::reply::Response, Rejection> {
     let now = state.now();
-    match crate::sessions::exchange(state.store.as_ref(), &req.refresh_token, now) {
+    match crate::sessions::exchange(state.store.as_ref(), &req.refresh_token, None, now) {
         Ok(crate::sessions::Exchanged::Rotated { family, token }) => {
             let identity = state
                 .store
@@ -170,9 +170,21 @@ async fn session_refresh(
                 .map_err(|e| reject(e.into()))?
                 .filter(|i| i.disabled_at.is_none())
                 .ok_or_else(|| reject(SidecarError::InvalidRefreshToken))?;
-            let ttl = state.config.login_token_ttl;
+            // A person who signed in through an upstream provider is an app user: app token
+            // lifetime, and the app's HS256 key when one is configured.
+            let app_user = identity.upstream.is_some();
+            let ttl = if app_user {
+                state.config.app_token_ttl
+            } else {
+                state.config.login_token_ttl
+            };
             let claims = state.claims_for(&identity, ttl, TokenUse::Access, &family.id);
-            let access_token = state.sign(&claims).map_err(reject)?;
+            let access_token = if app_user {
+                state.sign_app_access(&claims)
+            } else {
+                state.sign(&claims)
+            }
+            .map_err(reject)?;
             state.store.flush().await.map_err(|e| reject(e.into()))?;
             state.metrics.outcome("session_refresh", "ok");
             Ok(warp::reply::json(&SessionRefreshResponse {

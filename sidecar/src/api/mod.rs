@@ -70,6 +70,8 @@ pub fn routes(
         .unify()
         .or(nats::routes(state.clone()))
         .unify()
+        .or(crate::oauth::routes(state.clone()))
+        .unify()
         .or(docs::routes())
         .unify()
         .recover(error::recover)

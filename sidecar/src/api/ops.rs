@@ -101,6 +101,7 @@ async fn rotate(state: State, bearer: Option<String>) -> Result<warp::reply::Res
         now,
         state.config.max_token_lifetime(),
     )
+    .and_then(|k| crate::keystore::with_app_keys(k, &state.config.app_hs256_secrets))
     .map_err(reject)?;
     state.auth.keys.store(std::sync::Arc::new(keys));
     Ok(warp::reply::json(&serde_json::json!({ "kid": kid })).into_response())

@@ -4,7 +4,9 @@
 //! by JSON (`codec`), so a record written by a newer version is refused, never misread.
 
 mod codec;
+mod oauth_records;
 mod records;
+mod sled_oauth;
 mod sled_sessions;
 mod sled_store;
 mod sled_tenancy;
@@ -12,10 +14,15 @@ mod sled_tenancy;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use oauth_records::{
+    AuthCodeRecord, AuthorizeRequest, OAuthClientRecord, PendingRecord, PendingStep,
+    UpstreamPending,
+};
 pub use records::{
     AnnouncementRecord, ApiKeyRecord, AppRecord, BanRecord, ChallengeRecord, FamilyRecord,
     IdentityRecord, NatsAccountRecord, NatsUserRecord, RefreshRecord, RevocationKind,
-    RevocationRecord, RoleRecord, SealedSeed, SigningKeyRecord, UserRolesRecord,
+    RevocationRecord, RoleRecord, SealedSeed, SigningKeyRecord, UpstreamAccount, UserRolesRecord,
+    upstream_index,
 };
 pub use sled_store::SledStore;
 
@@ -160,6 +167,30 @@ pub trait Store: Send + Sync {
     fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>>;
     /// Every family of a user (logout).
     fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>>;
+
+    /// Register or replace an OAuth2 client.
+    fn put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()>;
+    /// One OAuth2 client.
+    fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRecord>>;
+    /// Every OAuth2 client.
+    fn oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>>;
+    /// Remove a client; false if there was none.
+    fn delete_oauth_client(&self, id: &str) -> StoreResult<bool>;
+    /// Store a pending browser-flow step under a random id.
+    fn put_pending(&self, id: &str, rec: &PendingRecord) -> StoreResult<()>;
+    /// Take (remove and return) a pending step: the first caller gets it, every later one None.
+    fn take_pending(&self, id: &str) -> StoreResult<Option<PendingRecord>>;
+    /// Store an authorization code under the digest of the code.
+    fn put_code(&self, digest: &str, rec: &AuthCodeRecord) -> StoreResult<()>;
+    /// One authorization code by digest.
+    fn code(&self, digest: &str) -> StoreResult<Option<AuthCodeRecord>>;
+    /// Replace `rec` by `used` if it is still exactly as read; false if another exchange won.
+    fn use_code(
+        &self,
+        digest: &str,
+        rec: &AuthCodeRecord,
+        used: &AuthCodeRecord,
+    ) -> StoreResult<bool>;
 
     /// Drop expired challenges, signatures and announcements' leftovers.
     fn prune(&self, now: i64) -> StoreResult<usize>;

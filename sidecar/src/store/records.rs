@@ -10,9 +10,15 @@ pub struct IdentityRecord {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: IdentityType,
-    pub key_algorithm: KeyAlgorithm,
-    /// Canonical public key (see `PublicKey::canonical`).
-    pub public_key: String,
+    /// None for a person who signs in only through an upstream OpenID provider.
+    #[serde(default)]
+    pub key_algorithm: Option<KeyAlgorithm>,
+    /// Canonical public key (see `PublicKey::canonical`); None as above.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// The upstream account (issuer, subject) this identity signs in with, if any.
+    #[serde(default)]
+    pub upstream: Option<UpstreamAccount>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -29,6 +35,20 @@ pub struct IdentityRecord {
 }
 
 impl IdentityRecord {
+    /// The identity's entry in the unique sign-in index: its public key, or its upstream account
+    /// within its app. The NUL separators cannot occur in a canonical key, so the two never meet.
+    pub fn sign_in_key(&self) -> Option<String> {
+        match (&self.public_key, &self.upstream) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(u)) => Some(upstream_index(
+                self.tenant.as_deref().unwrap_or(""),
+                &u.iss,
+                &u.sub,
+            )),
+            (None, None) => None,
+        }
+    }
+
     /// Devices a gateway acts for (`metadata.devices`).
     pub fn devices(&self) -> Vec<String> {
         self.metadata
@@ -41,6 +61,23 @@ impl IdentityRecord {
             })
             .unwrap_or_default()
     }
+}
+
+/// A person's account at an upstream OpenID provider. The pair (iss, sub) names it; the e-mail
+/// is kept for display and for userinfo, never used to find the identity (addresses move).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamAccount {
+    pub iss: String,
+    pub sub: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+/// The sign-in index entry of an upstream account in an app (see [`IdentityRecord::sign_in_key`]).
+pub fn upstream_index(app: &str, iss: &str, sub: &str) -> String {
+    format!("oidc\0{app}\0{iss}\0{sub}")
 }
 
 /// A login challenge, bound to the key that asked for it.
@@ -261,4 +298,11 @@ pub struct FamilyRecord {
     pub expires_at: i64,
     #[serde(default)]
     pub revoked_at: Option<i64>,
+    /// The OAuth2 scopes granted with it (refreshes keep them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The OAuth2 client the session was granted to; only that client may refresh it, and key
+    /// login's `/auth/refresh` refuses it.
+    #[serde(default)]
+    pub client_id: Option<String>,
 }

@@ -6,6 +6,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::codec::{decode, encode};
+use super::oauth_records::*;
 use super::records::*;
 use super::{Store, StoreError, StoreFuture, StoreResult};
 
@@ -28,6 +29,9 @@ pub struct SledStore {
     pub(super) tenancy: sled::Tree,
     pub(super) refresh: sled::Tree,
     pub(super) families: sled::Tree,
+    pub(super) oauth_clients: sled::Tree,
+    pub(super) pending: sled::Tree,
+    pub(super) codes: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -81,6 +85,9 @@ impl SledStore {
             tenancy: tree("tenancy")?,
             refresh: tree("refresh_tokens")?,
             families: tree("session_families")?,
+            oauth_clients: tree("oauth_clients")?,
+            pending: tree("oauth_pending")?,
+            codes: tree("oauth_codes")?,
             db,
         })
     }
@@ -102,9 +109,12 @@ impl Store for SledStore {
         let value = encode("identities", rec)?;
         (&self.identities, &self.keys)
             .transaction(|(ids, keys)| {
-                if keys.get(rec.public_key.as_bytes())?.is_some() {
+                let index = rec.sign_in_key();
+                if let Some(k) = &index
+                    && keys.get(k.as_bytes())?.is_some()
+                {
                     return Err(abort(StoreError::Conflict(
-                        "public key already registered".into(),
+                        "public key or upstream account already registered".into(),
                     )));
                 }
                 if ids.get(rec.id.as_bytes())?.is_some() {
@@ -112,7 +122,9 @@ impl Store for SledStore {
                         "identity id already exists".into(),
                     )));
                 }
-                keys.insert(rec.public_key.as_bytes(), rec.id.as_bytes())?;
+                if let Some(k) = &index {
+                    keys.insert(k.as_bytes(), rec.id.as_bytes())?;
+                }
                 ids.insert(rec.id.as_bytes(), value.clone())?;
                 Ok(())
             })
@@ -447,6 +459,47 @@ impl Store for SledStore {
         self.s_families_of(user)
     }
 
+    fn put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()> {
+        self.s_put_oauth_client(rec)
+    }
+
+    fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRecord>> {
+        self.s_oauth_client(id)
+    }
+
+    fn oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
+        self.s_oauth_clients()
+    }
+
+    fn delete_oauth_client(&self, id: &str) -> StoreResult<bool> {
+        self.s_delete_oauth_client(id)
+    }
+
+    fn put_pending(&self, id: &str, rec: &PendingRecord) -> StoreResult<()> {
+        self.s_put_pending(id, rec)
+    }
+
+    fn take_pending(&self, id: &str) -> StoreResult<Option<PendingRecord>> {
+        self.s_take_pending(id)
+    }
+
+    fn put_code(&self, digest: &str, rec: &AuthCodeRecord) -> StoreResult<()> {
+        self.s_put_code(digest, rec)
+    }
+
+    fn code(&self, digest: &str) -> StoreResult<Option<AuthCodeRecord>> {
+        self.s_code(digest)
+    }
+
+    fn use_code(
+        &self,
+        digest: &str,
+        rec: &AuthCodeRecord,
+        used: &AuthCodeRecord,
+    ) -> StoreResult<bool> {
+        self.s_use_code(digest, rec, used)
+    }
+
     fn prune(&self, now: i64) -> StoreResult<usize> {
         let mut removed = 0;
         for kv in self.challenges.iter() {
@@ -464,7 +517,7 @@ impl Store for SledStore {
                 removed += 1;
             }
         }
-        Ok(removed)
+        Ok(removed + self.s_prune_oauth(now)?)
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
@@ -492,8 +545,9 @@ mod tests {
         IdentityRecord {
             id: id.into(),
             kind: IdentityType::Device,
-            key_algorithm: KeyAlgorithm::Ed25519,
-            public_key: key.into(),
+            key_algorithm: Some(KeyAlgorithm::Ed25519),
+            public_key: Some(key.into()),
+            upstream: None,
             name: None,
             tenant: None,
             scopes: vec![],

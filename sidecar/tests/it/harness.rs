@@ -31,6 +31,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub headers: HeaderMap,
+    /// The body as sent (HTML pages, text).
+    pub raw: Vec<u8>,
 }
 
 impl Reply {
@@ -127,6 +129,7 @@ impl Harness {
             status,
             body,
             headers,
+            raw: res.body().to_vec(),
         }
     }
 

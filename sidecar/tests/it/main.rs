@@ -13,6 +13,7 @@ mod identity_routes;
 mod interop;
 mod mqtt_e2e;
 mod nats_callout;
+mod oauth_server;
 mod policy_cli;
 mod provisioner;
 mod server;

@@ -1,0 +1,479 @@
+//! Upstream OpenID Connect login (Tronexus): `GET /oauth/{provider}?app_id=…` and its callback,
+//! with the `openidconnect` crate doing discovery, PKCE, the code exchange and ID-token
+//! validation (provider JWKS signature, `iss`, `aud`, `exp`, `nonce`).
+//!
+//! A login in flight is a store record under its `state`, taken exactly once at the callback,
+//! and bound to the browser that started it: the start sets a random cookie, scoped to the
+//! callback path, whose digest the record keeps; a callback without the matching cookie (a
+//! login CSRF, a code pasted into another browser) is refused.
+//!
+//! People are found by (app, issuer, subject), never by e-mail: addresses get reassigned, and
+//! a provider may return an address it never verified. `email_verified` decides whether the
+//! address is passed on (userinfo, ID tokens); an unverified one is kept but never shown.
+//!
+//! With `?authorize=<request>` the login answers a pending `/oauth/authorize` request instead:
+//! the person lands in the client's app and the browser goes back to the client with a code.
+
+use std::time::{Duration, Instant};
+
+use broker_auth::identity::IdentityType;
+use broker_auth::token::TokenUse;
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use warp::{Filter, Reply};
+
+use super::{PENDING_TTL, ct_eq, form_pairs, grant_code, param, random_token, redirect};
+use crate::api::extract::{limited, with_state};
+use crate::api::reject;
+use crate::config::UpstreamSpec;
+use crate::error::SidecarError;
+use crate::state::{State, sha256_hex};
+use crate::store::{
+    IdentityRecord, PendingRecord, PendingStep, StoreError, UpstreamAccount, UpstreamPending,
+    upstream_index,
+};
+
+/// How long discovered provider metadata (and with it the provider's JWKS) is reused.
+const METADATA_TTL: Duration = Duration::from_secs(15 * 60);
+
+struct Provider {
+    spec: UpstreamSpec,
+    metadata: Mutex<Option<(Instant, CoreProviderMetadata)>>,
+}
+
+/// The configured upstream providers and the HTTP client that talks to them.
+pub struct Upstreams {
+    providers: Vec<Provider>,
+    http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error(transparent)]
+    Reqwest(#[from] reqwest::Error),
+    #[error(transparent)]
+    Http(#[from] openidconnect::http::Error),
+}
+
+/// The `openidconnect` HTTP client: our reqwest, with redirects off (the crate's advice against
+/// SSRF through a provider's redirects) and a timeout.
+async fn send(
+    client: reqwest::Client,
+    req: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, HttpError> {
+    let (parts, body) = req.into_parts();
+    let res = client
+        .request(parts.method, parts.uri.to_string())
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await?;
+    let mut out = openidconnect::http::Response::builder().status(res.status());
+    for (k, v) in res.headers() {
+        out = out.header(k, v);
+    }
+    Ok(out.body(res.bytes().await?.to_vec())?)
+}
+
+impl Upstreams {
+    pub fn new(specs: &[UpstreamSpec]) -> Result<Upstreams, SidecarError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| SidecarError::Config(format!("upstream HTTP client: {e}")))?;
+        Ok(Upstreams {
+            providers: specs
+                .iter()
+                .map(|spec| Provider {
+                    spec: spec.clone(),
+                    metadata: Mutex::new(None),
+                })
+                .collect(),
+            http,
+        })
+    }
+
+    /// Configured provider names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.providers.iter().map(|p| p.spec.name.as_str())
+    }
+
+    fn get(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.spec.name == name)
+    }
+
+    /// The provider's client, from metadata discovered at most [`METADATA_TTL`] ago.
+    async fn client(
+        &self,
+        p: &Provider,
+        base_url: &str,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        SidecarError,
+    > {
+        let metadata = {
+            let mut cached = p.metadata.lock().await;
+            match cached.as_ref() {
+                Some((at, m)) if at.elapsed() < METADATA_TTL => m.clone(),
+                _ => {
+                    let issuer = IssuerUrl::new(p.spec.issuer.clone())
+                        .map_err(|e| SidecarError::Config(format!("issuer URL: {e}")))?;
+                    let http = self.http.clone();
+                    let m = CoreProviderMetadata::discover_async(issuer, &move |r| {
+                        send(http.clone(), r)
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(provider = %p.spec.name, error = %e, "OpenID discovery failed");
+                        SidecarError::Unavailable(format!(
+                            "provider {} cannot be reached",
+                            p.spec.name
+                        ))
+                    })?;
+                    *cached = Some((Instant::now(), m.clone()));
+                    m
+                }
+            }
+        };
+        let redirect = RedirectUrl::new(format!("{base_url}/oauth/{}/callback", p.spec.name))
+            .map_err(|e| SidecarError::Config(format!("PUBLIC_URL: {e}")))?;
+        Ok(CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(p.spec.client_id.clone()),
+            Some(ClientSecret::new(p.spec.client_secret.expose().to_owned())),
+        )
+        .set_redirect_uri(redirect))
+    }
+}
+
+fn cookie_name(provider: &str) -> String {
+    format!("ba_oidc_{provider}")
+}
+
+fn failed(why: impl Into<String>) -> SidecarError {
+    SidecarError::UpstreamLogin(why.into())
+}
+
+async fn start(
+    state: &State,
+    name: &str,
+    raw_query: &str,
+) -> Result<warp::reply::Response, SidecarError> {
+    let provider = state
+        .upstream
+        .get(name)
+        .ok_or(SidecarError::NotFound("provider"))?;
+    let q = form_pairs(raw_query.as_bytes())
+        .map_err(|_| SidecarError::Validation("malformed query string".into()))?;
+    let (app_id, authorize) = match (param(&q, "app_id"), param(&q, "authorize")) {
+        (Some(app), None) => {
+            state.store.app(app)?.ok_or(SidecarError::NotFound("app"))?;
+            (Some(app.to_owned()), None)
+        }
+        (None, Some(request_id)) => {
+            let req = super::authorize::take_request(state, request_id).map_err(|_| {
+                SidecarError::Validation("unknown, used or expired authorize request".into())
+            })?;
+            let client = state.store.oauth_client(&req.client_id)?;
+            (client.and_then(|c| c.app_id), Some(req))
+        }
+        _ => {
+            return Err(SidecarError::Validation(
+                "give app_id (or authorize, from the authorization page)".into(),
+            ));
+        }
+    };
+    let base = state.config.base_url();
+    let client = state.upstream.client(provider, &base).await?;
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, csrf, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("email".into()))
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let binding = random_token();
+    state.store.put_pending(
+        csrf.secret(),
+        &PendingRecord {
+            expires_at: state.now() + PENDING_TTL,
+            step: PendingStep::Upstream(UpstreamPending {
+                provider: name.to_owned(),
+                app_id,
+                authorize,
+                pkce_verifier: verifier.secret().clone(),
+                nonce: nonce.secret().clone(),
+                browser_hash: sha256_hex(&binding),
+            }),
+        },
+    )?;
+    let secure = if base.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={binding}; Path=/oauth/{name}/callback; Max-Age={PENDING_TTL}; HttpOnly; SameSite=Lax{secure}",
+        cookie_name(name)
+    );
+    let mut res = redirect(url.as_str())?;
+    res.headers_mut().insert(
+        "set-cookie",
+        cookie
+            .parse()
+            .map_err(|_| SidecarError::Internal("cookie is not a header value".into()))?,
+    );
+    state.metrics.outcome("upstream_login", "started");
+    Ok(res)
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Find or create the person (app, iss, sub); refresh what the provider says about them.
+fn upsert(
+    state: &State,
+    app: Option<&str>,
+    account: UpstreamAccount,
+    name: Option<String>,
+) -> Result<IdentityRecord, SidecarError> {
+    let index = upstream_index(app.unwrap_or(""), &account.iss, &account.sub);
+    if let Some(mut existing) = state.store.identity_by_key(&index)? {
+        if existing.disabled_at.is_some() {
+            return Err(SidecarError::Forbidden("identity is disabled"));
+        }
+        if existing.upstream.as_ref() != Some(&account) || (name.is_some() && existing.name != name)
+        {
+            existing.upstream = Some(account);
+            existing.name = name.or(existing.name);
+            state.store.update_identity(&existing)?;
+        }
+        return Ok(existing);
+    }
+    let rec = IdentityRecord {
+        id: IdentityType::User.new_id(),
+        kind: IdentityType::User,
+        key_algorithm: None,
+        public_key: None,
+        upstream: Some(account),
+        name,
+        tenant: app.map(str::to_owned),
+        scopes: vec![],
+        groups: vec![],
+        metadata: Default::default(),
+        created_at: state.now(),
+        disabled_at: None,
+    };
+    match state.store.insert_identity(&rec) {
+        Ok(()) => {
+            state.metrics.identities.inc();
+            Ok(rec)
+        }
+        // Two first logins of one person raced: the other one created the record.
+        Err(StoreError::Conflict(_)) => state
+            .store
+            .identity_by_key(&index)?
+            .ok_or_else(|| SidecarError::Internal("upstream identity vanished".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Serialize)]
+struct AppLogin {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+}
+
+async fn callback(
+    state: &State,
+    name: &str,
+    raw_query: &str,
+    cookies: Option<&str>,
+) -> Result<warp::reply::Response, SidecarError> {
+    let provider = state
+        .upstream
+        .get(name)
+        .ok_or(SidecarError::NotFound("provider"))?;
+    let q = form_pairs(raw_query.as_bytes()).map_err(|_| failed("malformed callback"))?;
+    let csrf = param(&q, "state").ok_or_else(|| failed("state is missing"))?;
+    let pending = match state.store.take_pending(csrf)? {
+        Some(PendingRecord {
+            expires_at,
+            step: PendingStep::Upstream(p),
+        }) if expires_at >= state.now() && p.provider == name => p,
+        _ => {
+            state.metrics.outcome("upstream_login", "bad_state");
+            return Err(failed("state is unknown, used or expired"));
+        }
+    };
+    let bound = cookie_value(cookies, &cookie_name(name))
+        .is_some_and(|v| ct_eq(&sha256_hex(v), &pending.browser_hash));
+    if !bound {
+        state.metrics.outcome("upstream_login", "other_browser");
+        return Err(failed("this login was started in another browser"));
+    }
+    if let Some(err) = param(&q, "error") {
+        let err: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(failed(format!("the provider answered {err}")));
+    }
+    let code = param(&q, "code").ok_or_else(|| failed("code is missing"))?;
+    let client = state
+        .upstream
+        .client(provider, &state.config.base_url())
+        .await?;
+    let http = state.upstream.http.clone();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .map_err(|e| failed(format!("provider has no token endpoint: {e}")))?
+        .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+        .request_async(&move |r| send(http.clone(), r))
+        .await
+        .map_err(|e| {
+            state.metrics.outcome("upstream_login", "code_refused");
+            failed(format!("the provider refused the code: {e}"))
+        })?;
+    let id_token = tokens
+        .id_token()
+        .ok_or_else(|| failed("the provider sent no ID token"))?;
+    let claims = id_token
+        .claims(
+            &client.id_token_verifier(),
+            &Nonce::new(pending.nonce.clone()),
+        )
+        .map_err(|e| {
+            state.metrics.outcome("upstream_login", "id_token_refused");
+            failed(format!("ID token refused: {e}"))
+        })?;
+    let account = UpstreamAccount {
+        iss: claims.issuer().as_str().to_owned(),
+        sub: claims.subject().as_str().to_owned(),
+        email: claims.email().map(|e| e.as_str().to_owned()),
+        email_verified: claims.email_verified().unwrap_or(false),
+    };
+    let display = claims
+        .name()
+        .and_then(|n| n.get(None))
+        .map(|n| n.as_str().to_owned());
+    if let Some(req) = pending.authorize {
+        let app = state
+            .store
+            .oauth_client(&req.client_id)?
+            .and_then(|c| c.app_id);
+        let identity = upsert(state, app.as_deref(), account, display)?;
+        state.metrics.outcome("upstream_login", "ok");
+        return grant_code(state, &req, &identity.id).await;
+    }
+    let identity = upsert(state, pending.app_id.as_deref(), account, display)?;
+    let now = state.now();
+    let (family, refresh_token) = crate::sessions::open(
+        state.store.as_ref(),
+        &identity.id,
+        now,
+        state.config.session_lifetime,
+    )?;
+    let ttl = state.config.app_token_ttl;
+    let claims = state.claims_for(&identity, ttl, TokenUse::Access, &family.id);
+    let access_token = state.sign_app_access(&claims)?;
+    state.store.flush().await?;
+    state.metrics.outcome("upstream_login", "ok");
+    Ok(warp::reply::json(&AppLogin {
+        access_token,
+        token_type: "bearer",
+        expires_in: ttl,
+        refresh_token,
+    })
+    .into_response())
+}
+
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// Only configured provider names match, with warp's plain not-found otherwise: a request to
+/// `/oauth/token` that failed there must report that failure, not "no such provider".
+fn provider_name(
+    state: State,
+) -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
+    warp::path::param::<String>().and_then(move |name: String| {
+        let known = state.upstream.get(&name).is_some();
+        async move {
+            if known {
+                Ok(name)
+            } else {
+                Err(warp::reject::not_found())
+            }
+        }
+    })
+}
+
+pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    let start = warp::path("oauth")
+        .and(provider_name(state.clone()))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(limited(state.clone(), "GET /oauth/{provider}"))
+        .and(with_state(state.clone()))
+        .and(raw_query())
+        .and_then(|name: String, state: State, q: String| async move {
+            start(&state, &name, &q).await.map_err(reject)
+        });
+    let callback = warp::path("oauth")
+        .and(provider_name(state.clone()))
+        .and(warp::path("callback"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(limited(state.clone(), "GET /oauth/{provider}/callback"))
+        .and(with_state(state))
+        .and(raw_query())
+        .and(warp::header::optional::<String>("cookie"))
+        .and_then(
+            |name: String, state: State, q: String, cookies: Option<String>| async move {
+                callback(&state, &name, &q, cookies.as_deref())
+                    .await
+                    .map_err(reject)
+            },
+        );
+    start.or(callback).unify().boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let h = Some("a=1; ba_oidc_test=xyz; ba_oidc_testing=no");
+        assert_eq!(cookie_value(h, "ba_oidc_test"), Some("xyz"));
+        assert_eq!(cookie_value(h, "ba_oidc_other"), None);
+        assert_eq!(cookie_value(None, "ba_oidc_test"), None);
+    }
+}

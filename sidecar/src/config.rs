@@ -513,6 +513,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn upstream_providers_parse_strictly() {
+        let g = parse_upstream("google,,id,secret").unwrap();
+        assert_eq!(g.issuer, "https://accounts.google.com");
+        assert!(!format!("{g:?}").contains("secret\""), "{g:?}");
+        assert!(parse_upstream("corp,https://id.example/,id,s").is_ok());
+        assert!(parse_upstream("dev,http://127.0.0.1:9000,id,s").is_ok());
+        for bad in [
+            "token,https://id.example,id,s",
+            "authorize,https://id.example,id,s",
+            "Corp,https://id.example,id,s",
+            "corp,http://id.example,id,s",
+            "corp,,id,s",
+            "corp,https://id.example,,s",
+            "corp,https://id.example,id",
+        ] {
+            assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rate_limit_spec_parses() {
         assert_eq!(
             parse_rate_limit("20/60").unwrap(),

@@ -50,6 +50,9 @@ pub struct IdentityView {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_at: String,
     pub disabled: bool,
+    /// The upstream OpenID account of a person who signs in through a provider.
+    #[schema(value_type = Option<Object>)]
+    pub upstream: Option<crate::store::UpstreamAccount>,
 }
 
 impl From<&IdentityRecord> for IdentityView {
@@ -58,6 +61,7 @@ impl From<&IdentityRecord> for IdentityView {
             identity_id: r.id.clone(),
             kind: r.kind.as_str().to_owned(),
             key_algorithm: r.key_algorithm.map(|a| a.as_str().to_owned()),
+            upstream: r.upstream.clone(),
             public_key: r.public_key.clone(),
             tenant: r.tenant.clone(),
             name: r.name.clone(),

@@ -625,3 +625,47 @@ async fn discovery_names_only_what_is_supported() {
             .ends_with("/oauth/token")
     );
 }
+
+#[tokio::test]
+async fn an_apps_hs256_key_signs_its_access_tokens_and_speaks_for_no_other_app() {
+    use broker_auth::token::{Claims, TokenUse};
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let h = harness(&["--app-hs256-secret", &format!("t1={secret}")]);
+    let now = h.clock_now();
+    let mut claims = Claims::new(&h.state.token_config, "usr-A", now, 900, TokenUse::Access);
+    claims.tenant = Some("t1".into());
+    let token = h.state.sign_app_access(&claims).unwrap();
+    let header = claims_of(&format!("x.{}", token.split('.').next().unwrap()));
+    assert_eq!(header["alg"], "HS256");
+    assert_eq!(header["kid"], "app-t1");
+    assert_eq!(
+        h.state.verify(&token, TokenUse::Access).unwrap().sub,
+        "usr-A"
+    );
+    // The shared secret is the app's: whoever holds it can mint, so a token it signed for
+    // another tenant (or none) is refused everywhere.
+    let keys = h.state.auth.keys.load();
+    let app_key = keys.get("app-t1").unwrap();
+    for other in [Some("t2".to_owned()), None] {
+        let mut c = claims.clone();
+        c.tenant = other;
+        let forged = keys.sign_with(app_key, &c).unwrap();
+        assert_eq!(
+            h.state.verify(&forged, TokenUse::Access).unwrap_err(),
+            broker_auth::DenyCode::InvalidPrincipal
+        );
+    }
+    // Apps without a configured secret keep the asymmetric key, and the secret is never published.
+    claims.tenant = Some("t2".into());
+    let plain = h.state.sign_app_access(&claims).unwrap();
+    let header = claims_of(&format!("x.{}", plain.split('.').next().unwrap()));
+    assert_eq!(header["alg"], "EdDSA");
+    let jwks = h.call("GET", "/.well-known/jwks.json", None, None).await;
+    assert!(!jwks.body.to_string().contains("app-t1"));
+    // A secret shorter than 32 bytes is a configuration error.
+    let short = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 16]);
+    assert!(
+        sidecar::cli::serve_args_from(["serve", "--app-hs256-secret", &format!("t1={short}")])
+            .is_err()
+    );
+}

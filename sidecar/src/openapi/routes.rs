@@ -1,65 +1,18 @@
-//! The OpenAPI document (`/openapi.json`): schemas derived from the DTOs, paths from one table,
-//! and the error-code table of `api::error` published as the `Error` schema.
+//! The documented routes: one row per method and path, the source of the OpenAPI paths and of
+//! the metrics' route labels. Fixed paths come before templated ones that could match them.
 
-use serde_json::{Value, json};
-use utoipa::OpenApi;
-
-use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nats, ops};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "broker-auth sidecar",
-        description = "Identities, key login, device announce and refresh, revocation."
-    ),
-    components(schemas(
-        identity::RegisterRequest,
-        identity::IdentityView,
-        identity::IdentityPage,
-        identity::Me,
-        login::ChallengeRequest,
-        login::ChallengeResponse,
-        login::VerifyRequest,
-        login::VerifyResponse,
-        devices::AnnounceRequest,
-        devices::AnnounceResponse,
-        devices::RefreshRequest,
-        devices::RefreshResponse,
-        devices::Feed,
-        devices::FeedEntry,
-        ops::Health,
-        broker::GoAuthRequest,
-        broker::Acc,
-        broker::InternalAuthRequest,
-        broker::InternalAclRequest,
-        login::SessionRefreshRequest,
-        login::SessionRefreshResponse,
-        apps::NewApp,
-        apps::AppView,
-        apps::NewRole,
-        apps::RoleView,
-        apps::AssignRole,
-        apps::NewApiKeyRequest,
-        apps::VerifyApiKey,
-        nats::AccountRequest,
-        nats::UserRequest,
-        nats::RevokeRequest,
-    ))
-)]
-struct Doc;
-
-struct Route {
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    tag: &'static str,
-    request: Option<&'static str>,
-    ok: (u16, Option<&'static str>),
-    auth: bool,
-    errors: &'static [u16],
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    pub request: Option<&'static str>,
+    pub ok: (u16, Option<&'static str>),
+    pub auth: bool,
+    pub errors: &'static [u16],
 }
 
-const ROUTES: &[Route] = &[
+pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
         path: "/identity/register",
@@ -450,101 +403,104 @@ const ROUTES: &[Route] = &[
         auth: true,
         errors: &[401, 403, 429],
     },
+    Route {
+        method: "get",
+        path: "/.well-known/openid-configuration",
+        summary: "OpenID discovery document of the OAuth2 server (S256 only, code flow only)",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: false,
+        errors: &[],
+    },
+    Route {
+        method: "get",
+        path: "/oauth/authorize",
+        summary: "Authorization-code request (client_id, exact redirect_uri, state, PKCE S256); renders the sign-in page. Errors after the client is known go back to redirect_uri with error and state (RFC 6749)",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 429],
+    },
+    Route {
+        method: "post",
+        path: "/oauth/authorize/complete",
+        summary: "The sign-in page's form (request_id, challenge, public_key, signature; form-encoded); 302 to redirect_uri with code and state, or error=access_denied",
+        tag: "oauth2",
+        request: None,
+        ok: (302, None),
+        auth: false,
+        errors: &[400, 413, 429],
+    },
+    Route {
+        method: "post",
+        path: "/oauth/token",
+        summary: "Token endpoint (form-encoded): authorization_code with code_verifier, or refresh_token (rotating; reuse revokes the session); client_secret_basic or client_secret_post; RFC 6749 errors",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: true,
+        errors: &[400, 401, 413],
+    },
+    Route {
+        method: "get",
+        path: "/oauth/userinfo",
+        summary: "Claims of the token's user: sub, name, email (only when verified), login, groups, roles, app_id (Bearer: an access token from /oauth/token)",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: true,
+        errors: &[401],
+    },
+    Route {
+        method: "post",
+        path: "/oauth/clients",
+        summary: "Register an integration (admin); the client_secret is shown once, stored hashed",
+        tag: "oauth2",
+        request: Some("NewClient"),
+        ok: (201, Some("ClientView")),
+        auth: true,
+        errors: &[400, 401, 403, 404, 413, 429],
+    },
+    Route {
+        method: "get",
+        path: "/oauth/clients",
+        summary: "List integrations (admin); never their secrets",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: true,
+        errors: &[401, 403, 429],
+    },
+    Route {
+        method: "delete",
+        path: "/oauth/clients/{id}",
+        summary: "Remove an integration (admin); its refresh tokens stop working",
+        tag: "oauth2",
+        request: None,
+        ok: (204, None),
+        auth: true,
+        errors: &[401, 403, 404, 429],
+    },
+    Route {
+        method: "get",
+        path: "/oauth/{provider}",
+        summary: "Start an upstream OpenID login (?app_id=, or ?authorize= from the sign-in page): 302 to the provider with PKCE S256, state and nonce; sets a browser-binding cookie",
+        tag: "oauth2",
+        request: None,
+        ok: (302, None),
+        auth: false,
+        errors: &[400, 404, 429, 503],
+    },
+    Route {
+        method: "get",
+        path: "/oauth/{provider}/callback",
+        summary: "Provider callback: checks state and the browser binding, exchanges the code with the verifier, validates the ID token (JWKS signature, iss, aud, exp, nonce); answers {access_token, token_type, expires_in: 900, refresh_token} or, for the sign-in page, 302 to the client",
+        tag: "oauth2",
+        request: None,
+        ok: (200, None),
+        auth: false,
+        errors: &[400, 401, 403, 404, 429, 503],
+    },
 ];
-
-/// The template of the documented route `path` belongs to (`/identity/usr-X` → `/identity/{id}`).
-pub fn route_template(path: &str) -> Option<&'static str> {
-    ROUTES.iter().map(|r| r.path).find(|template| {
-        let mut t = template.split('/');
-        let mut p = path.split('/');
-        loop {
-            match (t.next(), p.next()) {
-                (None, None) => return true,
-                (Some(ts), Some(ps)) if ts.starts_with('{') && !ps.is_empty() => {}
-                (Some(ts), Some(ps)) if ts == ps => {}
-                _ => return false,
-            }
-        }
-    })
-}
-
-fn schema_ref(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-pub fn document() -> Value {
-    let mut doc = serde_json::to_value(Doc::openapi()).unwrap_or_else(|_| json!({}));
-    let mut paths = serde_json::Map::new();
-    for r in ROUTES {
-        let mut responses = serde_json::Map::new();
-        let ok = match r.ok.1 {
-            Some(s) => {
-                json!({"description": "OK", "content": {"application/json": {"schema": schema_ref(s)}}})
-            }
-            None => json!({"description": "OK"}),
-        };
-        responses.insert(r.ok.0.to_string(), ok);
-        for status in r.errors {
-            responses.insert(
-                status.to_string(),
-                json!({"description": "error envelope", "content": {"application/json": {"schema": schema_ref("Error")}}}),
-            );
-        }
-        let mut op = json!({"summary": r.summary, "tags": [r.tag], "responses": responses});
-        if let Some(req) = r.request {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": schema_ref(req)}}});
-        }
-        if r.auth {
-            op["security"] = json!([{"bearer": []}]);
-        }
-        let params: Vec<Value> = r
-            .path
-            .split('/')
-            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
-            .collect();
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
-        }
-        let item = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
-        item[r.method] = op;
-    }
-    doc["paths"] = Value::Object(paths);
-    let codes: Vec<Value> = ERROR_CODES
-        .iter()
-        .map(|(name, code, status, what)| json!({"error": name, "code": code, "status": status, "meaning": what}))
-        .collect();
-    let components = &mut doc["components"];
-    components["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer",
-        "description": "An access token (JWT) or an API key (ak_…)"}});
-    components["schemas"]["Error"] = json!({
-        "type": "object",
-        "required": ["error", "message", "code"],
-        "properties": {
-            "error": {"type": "string", "enum": ERROR_CODES.iter().map(|c| c.0).collect::<Vec<_>>()},
-            "message": {"type": "string"},
-            "code": {"type": "integer", "enum": ERROR_CODES.iter().map(|c| c.1).collect::<Vec<_>>()},
-            "retry_after": {"type": "integer", "description": "seconds (RATE_LIMIT_EXCEEDED, LOCKED_OUT)"}
-        },
-        "x-error-codes": codes,
-    });
-    doc
-}
-
-#[cfg(test)]
-mod tests {
-    use super::route_template;
-
-    #[test]
-    fn paths_map_to_their_documented_templates() {
-        assert_eq!(route_template("/identity/usr-ABC"), Some("/identity/{id}"));
-        assert_eq!(route_template("/identity"), Some("/identity"));
-        assert_eq!(
-            route_template("/admin/bans/10.0.0.1"),
-            Some("/admin/bans/{ip}")
-        );
-        assert_eq!(route_template("/identity/"), None);
-        assert_eq!(route_template("/identity/a/b"), None);
-        assert_eq!(route_template("/nope"), None);
-    }
-}

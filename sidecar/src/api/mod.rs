@@ -29,8 +29,19 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'";
 
+// The OAuth2 sign-in page: its own inline style, no script, and nothing may frame it.
+const AUTHORIZE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
+
 fn secure(path: &str, mut res: warp::reply::Response) -> warp::reply::Response {
     let docs = path == "/docs" || path.starts_with("/docs/") || path == "/redoc";
+    let csp = if docs {
+        DOCS_CSP
+    } else if path == "/oauth/authorize" {
+        AUTHORIZE_CSP
+    } else {
+        API_CSP
+    };
     let h = res.headers_mut();
     let set = |h: &mut warp::http::HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
@@ -40,11 +51,7 @@ fn secure(path: &str, mut res: warp::reply::Response) -> warp::reply::Response {
         "strict-transport-security",
         "max-age=63072000; includeSubDomains",
     );
-    set(
-        h,
-        "content-security-policy",
-        if docs { DOCS_CSP } else { API_CSP },
-    );
+    set(h, "content-security-policy", csp);
     set(h, "x-frame-options", "DENY");
     set(h, "x-content-type-options", "nosniff");
     set(h, "referrer-policy", "no-referrer");

@@ -144,5 +144,15 @@ fn authlib_completes_the_code_flow_refreshes_and_reads_userinfo() {
             .unwrap();
         assert_eq!(replay.status(), 400);
         assert_eq!(replay.json::<Value>().unwrap()["error"], "invalid_grant");
+        // No secret of the flow reached the log (the replay above logged a warning).
+        let log = server.log();
+        assert!(log.contains("refresh token reuse"), "{log}");
+        let first = r["first_refresh"].as_str().unwrap();
+        for secret in [
+            client["client_secret"].as_str().unwrap(),
+            first.split('.').nth(1).unwrap(),
+        ] {
+            assert!(!log.contains(secret), "a secret is in the log");
+        }
     }
 }

@@ -669,3 +669,98 @@ async fn an_apps_hs256_key_signs_its_access_tokens_and_speaks_for_no_other_app()
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn hostile_oauth_input_gets_a_clear_4xx_never_a_5xx() {
+    let f = fixture().await;
+    let long = "x".repeat(20_000);
+    for q in [
+        "",
+        "%zz",
+        "client_id=a&client_id=b",
+        &format!("client_id={long}"),
+        "client_id=%00&redirect_uri=%FF",
+        "response_type=code&client_id=cli-nope&redirect_uri=javascript:alert(1)",
+    ] {
+        let r =
+            f.h.call("GET", &format!("/oauth/authorize?{q}"), None, None)
+                .await;
+        assert!(r.status.is_client_error(), "{q:.30}: {}", r.status);
+        assert!(r.headers.get("location").is_none(), "{q:.30}");
+    }
+    let big = format!("grant_type={long}");
+    for body in [
+        "",
+        "grant_type",
+        "%zz=1",
+        "grant_type=authorization_code&code=",
+        big.as_str(),
+    ] {
+        let r = f
+            .form("/oauth/token", body, &[("authorization", &f.basic())])
+            .await;
+        assert!(r.status.is_client_error(), "{body:.30}: {}", r.status);
+        assert!(r.body["error"].is_string(), "{body:.30}: {:?}", r.body);
+    }
+    for auth in [
+        "Basic",
+        "Basic !!!",
+        "Basic Og==",
+        "Bearer x",
+        "Basic bm9jb2xvbg==",
+    ] {
+        let r = f
+            .form(
+                "/oauth/token",
+                "grant_type=refresh_token&refresh_token=x",
+                &[("authorization", auth)],
+            )
+            .await;
+        assert_eq!(r.body["error"], "invalid_client", "{auth}");
+    }
+    for token in ["", "x", "a.b.c", &long] {
+        let r = f.userinfo(token).await;
+        assert!(r.status.is_client_error(), "{token:.30}");
+    }
+    // The sign-in page may style itself but run nothing and be framed by no one.
+    let page = f.authorize(&[]).await;
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert!(!csp.contains("script-src"));
+    assert_eq!(page.headers["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_fails_closed_and_its_callback_refuses_garbage() {
+    let h = harness(&["--upstream-oidc", "corp,http://127.0.0.1:9,id,secret"]);
+    let app = h
+        .call("POST", "/apps", Some(json!({"name": "a"})), Some(&h.admin))
+        .await;
+    let id = app.body["id"].as_str().unwrap();
+    let r = h
+        .call("GET", &format!("/oauth/corp?app_id={id}"), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert!(r.headers.get("location").is_none());
+    for q in [
+        "",
+        "?state=x&code=y",
+        "?%zz",
+        "?state=x&error=access_denied",
+    ] {
+        let r = h
+            .call("GET", &format!("/oauth/corp/callback{q}"), None, None)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{q}: {:?}", r.body);
+        assert_eq!(r.error(), "UPSTREAM_LOGIN_FAILED");
+    }
+    // Unknown providers and apps.
+    let r = h.call("GET", "/oauth/nope?app_id=x", None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .call("GET", "/oauth/corp?app_id=missing", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h.call("GET", "/oauth/corp", None, None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -14,6 +14,7 @@ mod interop;
 mod mqtt_e2e;
 mod nats_callout;
 mod oauth_authlib;
+mod oauth_browser;
 mod oauth_server;
 mod policy_cli;
 mod provisioner;

@@ -1,4 +1,4 @@
-//! Upstream OpenID login against a real provider: npm `oidc-provider` (sidecar/tests/oidc),
+//! Upstream OpenID login against a real provider: npm `oidc-provider` (sidecar/tests/node),
 //! started by the test on a port it picks, and the real sidecar binary. The "browser" is a
 //! reqwest client with a cookie jar that follows redirects by hand, so each hop can be checked
 //! or tampered with.
@@ -22,10 +22,10 @@ struct Oidc {
 impl Oidc {
     fn start(redirect_uri: &str) -> Oidc {
         let node = require_tool("node", "apt-get install nodejs (Node.js 20 or later)");
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
-            "oidc-provider is not installed. Run: npm ci --prefix sidecar/tests/oidc"
+            "oidc-provider is not installed. Run: npm ci --prefix sidecar/tests/node"
         );
         for _ in 0..5 {
             let port = free_port();
@@ -56,7 +56,7 @@ impl Oidc {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("oidc-provider did not start (see sidecar/tests/oidc/provider.mjs)");
+        panic!("oidc-provider did not start (see sidecar/tests/node/provider.mjs)");
     }
 
     fn issuer(&self) -> String {

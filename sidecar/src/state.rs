@@ -149,6 +149,45 @@ impl AppState {
             .map_err(|e| SidecarError::Internal(e.to_string()))
     }
 
+    /// A session's access token. People and services with keys get the key-login lifetime and
+    /// the active key; a person who signed in through an upstream provider is an app user: the
+    /// app token lifetime, and the app's HS256 key when one is configured.
+    pub fn session_access(
+        &self,
+        identity: &IdentityRecord,
+        sid: &str,
+    ) -> Result<(Claims, String), SidecarError> {
+        let app_user = identity.upstream.is_some();
+        let ttl = if app_user {
+            self.config.app_token_ttl
+        } else {
+            self.config.login_token_ttl
+        };
+        let claims = self.claims_for(identity, ttl, TokenUse::Access, sid);
+        let token = if app_user {
+            self.sign_app_access(&claims)?
+        } else {
+            self.sign(&claims)?
+        };
+        Ok((claims, token))
+    }
+
+    /// Open a login session for `identity`: its claims, access token and first refresh token.
+    /// The caller flushes the store before answering.
+    pub fn open_session(
+        &self,
+        identity: &IdentityRecord,
+    ) -> Result<(Claims, String, String), SidecarError> {
+        let (family, refresh) = crate::sessions::open(
+            self.store.as_ref(),
+            &identity.id,
+            self.now(),
+            self.config.session_lifetime,
+        )?;
+        let (claims, access) = self.session_access(identity, &family.id)?;
+        Ok((claims, access, refresh))
+    }
+
     /// Sign an app access token: with the app's HS256 key when the operator configured one
     /// (`--app-hs256-secret`), else with the active key.
     pub fn sign_app_access(&self, claims: &Claims) -> Result<String, SidecarError> {

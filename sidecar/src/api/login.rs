@@ -5,7 +5,6 @@
 //! nor brute-forced.
 
 use broker_auth::identity::PublicKey;
-use broker_auth::token::TokenUse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply};
@@ -130,21 +129,7 @@ async fn verify(state: State, req: VerifyRequest) -> Result<warp::reply::Respons
     if identity.disabled_at.is_some() {
         return Err(reject(SidecarError::Forbidden("identity is disabled")));
     }
-    let now = state.now();
-    let (family, refresh_token) = crate::sessions::open(
-        state.store.as_ref(),
-        &identity.id,
-        now,
-        state.config.session_lifetime,
-    )
-    .map_err(reject)?;
-    let claims = state.claims_for(
-        &identity,
-        state.config.login_token_ttl,
-        TokenUse::Access,
-        &family.id,
-    );
-    let token = state.sign(&claims).map_err(reject)?;
+    let (claims, token, refresh_token) = state.open_session(&identity).map_err(reject)?;
     state.store.flush().await.map_err(|e| reject(e.into()))?;
     state.metrics.outcome("login", "ok");
     Ok(warp::reply::json(&VerifyResponse {
@@ -170,27 +155,15 @@ async fn session_refresh(
                 .map_err(|e| reject(e.into()))?
                 .filter(|i| i.disabled_at.is_none())
                 .ok_or_else(|| reject(SidecarError::InvalidRefreshToken))?;
-            // A person who signed in through an upstream provider is an app user: app token
-            // lifetime, and the app's HS256 key when one is configured.
-            let app_user = identity.upstream.is_some();
-            let ttl = if app_user {
-                state.config.app_token_ttl
-            } else {
-                state.config.login_token_ttl
-            };
-            let claims = state.claims_for(&identity, ttl, TokenUse::Access, &family.id);
-            let access_token = if app_user {
-                state.sign_app_access(&claims)
-            } else {
-                state.sign(&claims)
-            }
-            .map_err(reject)?;
+            let (claims, access_token) = state
+                .session_access(&identity, &family.id)
+                .map_err(reject)?;
             state.store.flush().await.map_err(|e| reject(e.into()))?;
             state.metrics.outcome("session_refresh", "ok");
             Ok(warp::reply::json(&SessionRefreshResponse {
                 access_token,
                 token_type: "bearer",
-                expires_in: ttl,
+                expires_in: claims.exp - claims.iat,
                 refresh_token: token,
             })
             .into_response())

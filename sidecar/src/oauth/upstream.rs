@@ -17,7 +17,6 @@
 use std::time::{Duration, Instant};
 
 use broker_auth::identity::IdentityType;
-use broker_auth::token::TokenUse;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
@@ -393,22 +392,13 @@ async fn callback(
         return grant_code(state, &req, &identity.id).await;
     }
     let identity = upsert(state, pending.app_id.as_deref(), account, display)?;
-    let now = state.now();
-    let (family, refresh_token) = crate::sessions::open(
-        state.store.as_ref(),
-        &identity.id,
-        now,
-        state.config.session_lifetime,
-    )?;
-    let ttl = state.config.app_token_ttl;
-    let claims = state.claims_for(&identity, ttl, TokenUse::Access, &family.id);
-    let access_token = state.sign_app_access(&claims)?;
+    let (claims, access_token, refresh_token) = state.open_session(&identity)?;
     state.store.flush().await?;
     state.metrics.outcome("upstream_login", "ok");
     Ok(warp::reply::json(&AppLogin {
         access_token,
         token_type: "bearer",
-        expires_in: ttl,
+        expires_in: claims.exp - claims.iat,
         refresh_token,
     })
     .into_response())

@@ -10,6 +10,8 @@ mod sled_oauth;
 mod sled_sessions;
 mod sled_store;
 mod sled_tenancy;
+#[cfg(test)]
+mod sled_tests;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -15,6 +15,7 @@ mod mqtt_e2e;
 mod nats_callout;
 mod oauth_authlib;
 mod oauth_browser;
+mod oauth_hardening;
 mod oauth_server;
 mod policy_cli;
 mod provisioner;

@@ -25,7 +25,8 @@ fn python_with_authlib() -> PathBuf {
     py
 }
 
-fn post(c: &Client, s: &Server, admin: &str, path: &str, body: Value) -> Value {
+/// POST JSON with the admin key; the reply's body (asserting success).
+pub fn post(c: &Client, s: &Server, admin: &str, path: &str, body: Value) -> Value {
     let r = c
         .post(s.url(path))
         .bearer_auth(admin)
@@ -155,4 +156,28 @@ fn authlib_completes_the_code_flow_refreshes_and_reads_userinfo() {
             assert!(!log.contains(secret), "a secret is in the log");
         }
     }
+}
+
+/// Exchange a code at the token endpoint with `client_secret_basic`; the raw reply.
+pub fn exchange_code(
+    c: &Client,
+    s: &Server,
+    client: &Value,
+    code: &str,
+    redirect: &str,
+    verifier: &str,
+) -> reqwest::blocking::Response {
+    c.post(s.url("/oauth/token"))
+        .basic_auth(
+            client["client_id"].as_str().unwrap(),
+            client["client_secret"].as_str(),
+        )
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .unwrap()
 }

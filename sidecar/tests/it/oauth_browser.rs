@@ -11,19 +11,9 @@ use serde_json::{Value, json};
 use test_support::require_tool;
 
 use super::harness::TestKey;
+use super::oauth_authlib::{exchange_code, post};
 use super::oauth_server::s256;
 use super::server::{Server, bootstrap};
-
-fn post(c: &Client, s: &Server, admin: &str, path: &str, body: Value) -> Value {
-    let r = c
-        .post(s.url(path))
-        .bearer_auth(admin)
-        .json(&body)
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().unwrap()
-}
 
 #[test]
 fn a_person_signs_in_on_the_page_in_chromium() {
@@ -103,16 +93,13 @@ fn a_person_signs_in_on_the_page_in_chromium() {
         serde_urlencoded::from_str(landed.split_once('?').unwrap().1).unwrap();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(get("state").as_deref(), Some("from-grafana"));
-    let token = c
-        .post(server.url("/oauth/token"))
-        .basic_auth(client_id, client["client_secret"].as_str())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &get("code").unwrap()),
-            ("redirect_uri", redirect),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .unwrap();
+    let token = exchange_code(
+        &c,
+        &server,
+        &client,
+        &get("code").unwrap(),
+        redirect,
+        &verifier,
+    );
     assert_eq!(token.status(), 200);
 }

@@ -406,19 +406,16 @@ fn the_authorization_page_offers_the_upstream_login_and_ends_at_the_client() {
         serde_urlencoded::from_str(loc.split_once('?').unwrap().1).unwrap();
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     assert_eq!(get("state").as_deref(), Some("grafana-state"));
-    let token: Value = c
-        .post(w.sidecar.url("/oauth/token"))
-        .basic_auth(client_id, client["client_secret"].as_str())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &get("code").unwrap()),
-            ("redirect_uri", redirect),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let token: Value = super::oauth_authlib::exchange_code(
+        &c,
+        &w.sidecar,
+        &client,
+        &get("code").unwrap(),
+        redirect,
+        &verifier,
+    )
+    .json()
+    .unwrap();
     let info: Value = c
         .get(w.sidecar.url("/oauth/userinfo"))
         .bearer_auth(token["access_token"].as_str().unwrap())

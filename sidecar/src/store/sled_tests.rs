@@ -132,3 +132,55 @@ fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+#[test]
+fn pending_steps_are_taken_once_and_codes_are_used_once() {
+    use super::oauth_records::*;
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let req = AuthorizeRequest {
+        client_id: "cli-A".into(),
+        redirect_uri: "https://g/cb".into(),
+        state: "s".into(),
+        code_challenge: "c".into(),
+        scopes: vec![],
+        nonce: None,
+        challenge: "ch".into(),
+    };
+    let pending = PendingRecord {
+        expires_at: 100,
+        step: PendingStep::Authorize(req),
+    };
+    s.put_pending("p1", &pending).unwrap();
+    s.put_pending("p2", &pending).unwrap();
+    assert_eq!(s.take_pending("p1").unwrap(), Some(pending));
+    assert_eq!(s.take_pending("p1").unwrap(), None);
+    // Expired steps are pruned.
+    s.prune(101).unwrap();
+    assert_eq!(s.take_pending("p2").unwrap(), None);
+    let code = AuthCodeRecord {
+        client_id: "cli-A".into(),
+        redirect_uri: "https://g/cb".into(),
+        code_challenge: "c".into(),
+        identity_id: "usr-A".into(),
+        scopes: vec![],
+        nonce: None,
+        expires_at: 160,
+        used_at: None,
+        family: None,
+    };
+    s.put_code("d", &code).unwrap();
+    // Two exchanges read the same record; only the first compare-and-swap wins.
+    let mut a = code.clone();
+    a.used_at = Some(120);
+    a.family = Some("ses-A".into());
+    let mut b = code.clone();
+    b.used_at = Some(120);
+    b.family = Some("ses-B".into());
+    assert!(s.use_code("d", &code, &a).unwrap());
+    assert!(!s.use_code("d", &code, &b).unwrap());
+    assert_eq!(
+        s.code("d").unwrap().unwrap().family.as_deref(),
+        Some("ses-A")
+    );
+}

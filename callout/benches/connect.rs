@@ -301,14 +301,34 @@ async fn start_responders(url: &str, s: &Shared, xkey: bool, n: usize) -> Vec<on
     stops
 }
 
-/// `total` connects by `concurrency` tasks; returns (connects/s, p50 ms, p99 ms).
+/// One measured run.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    /// nats-server CPU per connect, µs.
+    server_us: f64,
+    /// This process's CPU per connect (the clients, and the responders when there are), µs.
+    bench_us: f64,
+}
+
+/// `total` connects by `concurrency` tasks against the server with process id `server_pid`.
 async fn connects(
     url: &str,
+    server_pid: u32,
     opts: impl Fn() -> async_nats::ConnectOptions + Send + Sync + 'static,
     total: usize,
     concurrency: usize,
-) -> (f64, f64, f64) {
+) -> Run {
     let opts = Arc::new(opts);
+    let cpu = || {
+        (
+            test_support::cpu_seconds(Some(server_pid)).unwrap_or(0.0),
+            test_support::cpu_seconds(None).unwrap_or(0.0),
+        )
+    };
+    let (server0, bench0) = cpu();
     let t = Instant::now();
     let per = total / concurrency;
     let tasks: Vec<_> = (0..concurrency)
@@ -331,9 +351,17 @@ async fn connects(
         lat.extend(t.await.unwrap());
     }
     let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    let (server1, bench1) = cpu();
+    let n = lat.len() as f64;
     lat.sort();
     let ms = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
-    (rate, ms(0.5), ms(0.99))
+    Run {
+        rate,
+        p50: ms(0.5),
+        p99: ms(0.99),
+        server_us: (server1 - server0) * 1e6 / n,
+        bench_us: (bench1 - bench0) * 1e6 / n,
+    }
 }
 
 async fn end_to_end() {
@@ -343,21 +371,25 @@ async fn end_to_end() {
         s.keys.load().sign(&c).unwrap()
     };
     println!(
-        "\n| setup | clients | connects/s | p50 ms | p99 ms | vs static token |\n|---|---|---|---|---|---|"
+        "\n| setup | clients | connects/s | p50 ms | p99 ms | vs static token | nats-server CPU µs/connect | bench process CPU µs/connect |\n|---|---|---|---|---|---|---|---|"
     );
     let baseline = NatsServer::start("authorization { token: \"static-token\" }");
-    let mut base = [(0.0, 0.0, 0.0); 2];
+    let mut base = [Run::default(); 2];
     for (i, conc) in [1usize, 32].into_iter().enumerate() {
         let total = if conc == 1 { 300 } else { 1600 };
         base[i] = connects(
             &baseline.url(),
+            baseline.pid(),
             || async_nats::ConnectOptions::with_token("static-token".into()),
             total,
             conc,
         )
         .await;
-        let (r, p50, p99) = base[i];
-        println!("| static token user (baseline) | {conc} | {r:.0} | {p50:.2} | {p99:.2} | 1.00 |");
+        let b = base[i];
+        println!(
+            "| static token user (baseline) | {conc} | {:.0} | {:.2} | {:.2} | 1.00 | {:.0} | {:.0} |",
+            b.rate, b.p50, b.p99, b.server_us, b.bench_us
+        );
     }
     drop(baseline);
     for xkey in [false, true] {
@@ -367,18 +399,24 @@ async fn end_to_end() {
             for (i, conc) in [1usize, 32].into_iter().enumerate() {
                 let total = if conc == 1 { 300 } else { 1600 };
                 let tok = token.clone();
-                let (r, p50, p99) = connects(
+                let r = connects(
                     &server.url(),
+                    server.pid(),
                     move || async_nats::ConnectOptions::with_token(tok.clone()),
                     total,
                     conc,
                 )
                 .await;
                 println!(
-                    "| callout, {} xkey, {responders} responder(s) | {conc} | {r:.0} | {p50:.2} | {p99:.2} | {:.2} (p99 +{:.2} ms) |",
+                    "| callout, {} xkey, {responders} responder(s) | {conc} | {:.0} | {:.2} | {:.2} | {:.2} (p99 +{:.2} ms) | {:.0} | {:.0} |",
                     if xkey { "with" } else { "no" },
-                    r / base[i].0,
-                    p99 - base[i].2
+                    r.rate,
+                    r.p50,
+                    r.p99,
+                    r.rate / base[i].rate,
+                    r.p99 - base[i].p99,
+                    r.server_us,
+                    r.bench_us
                 );
             }
             for s in stops {

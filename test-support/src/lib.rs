@@ -25,6 +25,23 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"))
 }
 
+/// CPU seconds (user + system) a process has used so far: `pid`, or this process with None.
+/// Read from `/proc/<pid>/stat` (Linux; its times are in USER_HZ, 100 per second); None where
+/// there is no /proc.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the parenthesised command name (which may contain spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// The path of an executable on PATH, or a panic that says how to install it. A missing tool
 /// fails the test; it never lets it pass silently.
 pub fn require_tool(name: &str, install_hint: &str) -> PathBuf {
@@ -141,6 +158,11 @@ impl NatsServer {
         }
         assert!(ready, "nats-server did not become ready:\n{}", server.log());
         Ok(server)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `nats://127.0.0.1:<port>`.

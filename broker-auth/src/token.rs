@@ -538,7 +538,9 @@ impl Verifier {
         &self.config
     }
 
-    /// Verify a token and return its claims, or the reason it is refused.
+    /// Verify a token and return its claims, or the reason it is refused. Tokens signed by an
+    /// app's shared HS256 key are refused here (`UnknownKey`): whoever holds that secret can mint
+    /// any claims, so no enforcement point that trusts claims (brokers, the callout) takes them.
     pub fn verify(
         &self,
         keys: &KeySet,
@@ -547,8 +549,24 @@ impl Verifier {
         revocations: &dyn Revocations,
         expected: TokenUse,
     ) -> Result<Claims, DenyCode> {
-        self.verify_with_kid(keys, token, now, revocations, expected)
+        self.verify_with_kid(keys, token, now, revocations, expected, false)
             .map(|(c, _)| c)
+    }
+
+    /// [`Verifier::verify`], also accepting an app's HS256 tokens (for the app's own tenant
+    /// only); the flag says whether the token was one. A caller that takes them must not trust
+    /// their claims beyond `sub` and `tenant`: it re-reads the person from its store.
+    pub fn verify_including_app_keys(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: UnixTime,
+        revocations: &dyn Revocations,
+        expected: TokenUse,
+    ) -> Result<(Claims, bool), DenyCode> {
+        let (claims, kid) = self.verify_with_kid(keys, token, now, revocations, expected, true)?;
+        let app_key = keys.get(&kid).is_some_and(|k| k.tenant.is_some());
+        Ok((claims, app_key))
     }
 
     /// [`Verifier::verify`], also returning the id of the key that signed the token.
@@ -559,6 +577,7 @@ impl Verifier {
         now: UnixTime,
         revocations: &dyn Revocations,
         expected: TokenUse,
+        allow_app_keys: bool,
     ) -> Result<(Claims, String), DenyCode> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(DenyCode::TokenTooLarge);
@@ -584,7 +603,10 @@ impl Verifier {
             return Err(DenyCode::BadHeader);
         }
         let alg = TokenAlg::from_jose(&header.alg).ok_or(DenyCode::UnsupportedAlgorithm)?;
-        let key = keys.get(&header.kid).ok_or(DenyCode::UnknownKey)?;
+        let key = keys
+            .get(&header.kid)
+            .filter(|k| allow_app_keys || k.tenant.is_none())
+            .ok_or(DenyCode::UnknownKey)?;
         if key.alg != alg {
             return Err(DenyCode::AlgorithmMismatch);
         }
@@ -711,7 +733,8 @@ impl VerifyCache {
             verifier.check_live(&claims, now, revocations, expected)?;
             return Ok(claims);
         }
-        let (claims, kid) = verifier.verify_with_kid(keys, token, now, revocations, expected)?;
+        let (claims, kid) =
+            verifier.verify_with_kid(keys, token, now, revocations, expected, false)?;
         if let Ok(mut m) = self.entries.lock() {
             if m.len() >= self.capacity {
                 m.clear();

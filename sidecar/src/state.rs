@@ -261,8 +261,16 @@ impl AppState {
                 .map(Caller::ApiKey)
                 .map_err(|_| SidecarError::InvalidToken(DenyCode::BadSignature));
         }
-        let claims = self
-            .verify(token, TokenUse::Access)
+        let (claims, app_key) = self
+            .auth
+            .verifier
+            .verify_including_app_keys(
+                &self.auth.keys.load(),
+                token,
+                self.now(),
+                self.auth.revocations.as_ref(),
+                TokenUse::Access,
+            )
             .map_err(SidecarError::InvalidToken)?;
         let identity = self
             .store
@@ -270,6 +278,11 @@ impl AppState {
             .ok_or(SidecarError::InvalidToken(DenyCode::Revoked))?;
         if identity.disabled_at.is_some() {
             return Err(SidecarError::InvalidToken(DenyCode::Revoked));
+        }
+        // An app's shared secret speaks only for the people who signed in to that app through
+        // an upstream provider — never for an admin, a device or another app's user.
+        if app_key && (identity.upstream.is_none() || identity.tenant != claims.tenant) {
+            return Err(SidecarError::InvalidToken(DenyCode::InvalidPrincipal));
         }
         Ok(Caller::Identity {
             claims: Box::new(claims),

@@ -283,6 +283,38 @@ fn hs256_only_with_an_explicit_key_of_at_least_32_bytes() {
 }
 
 #[test]
+fn an_apps_key_is_refused_by_plain_verification_and_bound_to_its_tenant() {
+    let key = Arc::new(TokenKey::hs256_for_app("t1", SecretBytes::new(vec![9u8; 32])).unwrap());
+    assert_eq!(key.kid(), "app-t1");
+    let keys = KeySet::new(vec![key.clone()]);
+    let v = Verifier::new(cfg());
+    let mut claims = Claims::new(&cfg(), "usr-AAAAAAAAAAAAAAAA", NOW, 900, TokenUse::Access);
+    claims.tenant = Some("t1".into());
+    let t = keys.sign_with(&key, &claims).unwrap();
+    // Enforcement points (plain verify, the verification cache) never take it.
+    assert_eq!(verify(&keys, &v, &t).unwrap_err(), DenyCode::UnknownKey);
+    let cache = VerifyCache::new(4);
+    assert_eq!(
+        cache
+            .verify(&v, &keys, &t, NOW, &NoRevocations, TokenUse::Access)
+            .unwrap_err(),
+        DenyCode::UnknownKey
+    );
+    // A caller that opts in learns it was an app token, and only for that tenant.
+    let (c, app) = v
+        .verify_including_app_keys(&keys, &t, NOW, &NoRevocations, TokenUse::Access)
+        .unwrap();
+    assert!(app && c.tenant.as_deref() == Some("t1"));
+    claims.tenant = Some("t2".into());
+    let other = keys.sign_with(&key, &claims).unwrap();
+    assert_eq!(
+        v.verify_including_app_keys(&keys, &other, NOW, &NoRevocations, TokenUse::Access)
+            .unwrap_err(),
+        DenyCode::InvalidPrincipal
+    );
+}
+
+#[test]
 fn private_keys_survive_a_pkcs8_round_trip() {
     for alg in [TokenAlg::EdDSA, TokenAlg::ES256] {
         let key = TokenKey::generate(alg).unwrap();

@@ -87,37 +87,72 @@ async fn discovery_names_only_what_is_supported() {
 }
 
 #[tokio::test]
-async fn an_apps_hs256_key_signs_its_access_tokens_and_speaks_for_no_other_app() {
+async fn an_apps_hs256_key_signs_its_users_tokens_and_speaks_for_no_one_else() {
+    use broker_auth::identity::IdentityType;
     use broker_auth::token::{Claims, TokenUse};
+    use sidecar::store::{IdentityRecord, UpstreamAccount};
     let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
     let h = harness(&["--app-hs256-secret", &format!("t1={secret}")]);
     let now = h.clock_now();
-    let mut claims = Claims::new(&h.state.token_config, "usr-A", now, 900, TokenUse::Access);
-    claims.tenant = Some("t1".into());
-    let token = h.state.sign_app_access(&claims).unwrap();
+    // A person of app t1 who signed in upstream, and a registered admin.
+    let person = IdentityRecord {
+        id: IdentityType::User.new_id(),
+        kind: IdentityType::User,
+        key_algorithm: None,
+        public_key: None,
+        upstream: Some(UpstreamAccount {
+            iss: "https://id.example".into(),
+            sub: "p1".into(),
+            email: None,
+            email_verified: false,
+        }),
+        name: None,
+        tenant: Some("t1".into()),
+        scopes: vec![],
+        groups: vec![],
+        metadata: Default::default(),
+        created_at: now,
+        disabled_at: None,
+    };
+    h.state.store.insert_identity(&person).unwrap();
+    let admin = super::harness::TestKey::ed();
+    let reg = h.register("admin", &admin.public(), json!({})).await;
+    let admin_id = reg.body["identity_id"].as_str().unwrap().to_owned();
+
+    let (claims, token) = h.state.session_access(&person, "ses-X").unwrap();
     let header = claims_of(&format!("x.{}", token.split('.').next().unwrap()));
     assert_eq!(header["alg"], "HS256");
     assert_eq!(header["kid"], "app-t1");
+    assert_eq!(claims.exp - claims.iat, 900);
+    // The app's person reads their profile with it.
+    let me = h.call("GET", "/auth/me", None, Some(&token)).await;
+    assert_eq!(me.status, StatusCode::OK, "{:?}", me.body);
+    // No enforcement point that trusts claims takes it: the brokers and the callout refuse.
     assert_eq!(
-        h.state.verify(&token, TokenUse::Access).unwrap().sub,
-        "usr-A"
+        h.state.verify(&token, TokenUse::Access).unwrap_err(),
+        broker_auth::DenyCode::UnknownKey
     );
-    // The shared secret is the app's: whoever holds it can mint, so a token it signed for
-    // another tenant (or none) is refused everywhere.
+    // Whoever holds the secret can mint; what they mint speaks for no one but the app's people.
     let keys = h.state.auth.keys.load();
     let app_key = keys.get("app-t1").unwrap();
+    let mut forged = Claims::new(&h.state.token_config, &admin_id, now, 900, TokenUse::Access);
+    forged.tenant = Some("t1".into());
+    let as_admin = keys.sign_with(app_key, &forged).unwrap();
+    let r = h.call("GET", "/apps", None, Some(&as_admin)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
     for other in [Some("t2".to_owned()), None] {
         let mut c = claims.clone();
         c.tenant = other;
-        let forged = keys.sign_with(app_key, &c).unwrap();
+        let t = keys.sign_with(app_key, &c).unwrap();
         assert_eq!(
-            h.state.verify(&forged, TokenUse::Access).unwrap_err(),
-            broker_auth::DenyCode::InvalidPrincipal
+            h.call("GET", "/auth/me", None, Some(&t)).await.status,
+            StatusCode::UNAUTHORIZED
         );
     }
-    // Apps without a configured secret keep the asymmetric key, and the secret is never published.
-    claims.tenant = Some("t2".into());
-    let plain = h.state.sign_app_access(&claims).unwrap();
+    // Apps without a configured secret keep the asymmetric key; the secret is never published.
+    let mut c = claims.clone();
+    c.tenant = Some("t2".into());
+    let plain = h.state.sign_app_access(&c).unwrap();
     let header = claims_of(&format!("x.{}", plain.split('.').next().unwrap()));
     assert_eq!(header["alg"], "EdDSA");
     let jwks = h.call("GET", "/.well-known/jwks.json", None, None).await;
@@ -129,7 +164,6 @@ async fn an_apps_hs256_key_signs_its_access_tokens_and_speaks_for_no_other_app()
             .is_err()
     );
 }
-
 #[tokio::test]
 async fn hostile_oauth_input_gets_a_clear_4xx_never_a_5xx() {
     let f = fixture().await;

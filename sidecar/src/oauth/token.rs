@@ -122,10 +122,11 @@ fn issue(
 /// A session ended because its code or refresh token was replayed: its refresh tokens and its
 /// access tokens (by `sid`) stop at once.
 async fn revoke(state: &State, user_id: &str, family_id: &str) -> Result<(), SidecarError> {
-    if let Some(f) = sessions::end(state.store.as_ref(), user_id, family_id, state.now())? {
-        state.revoke_session(&f.id, f.expires_at).await?;
-    }
-    Ok(())
+    let until = match sessions::end(state.store.as_ref(), user_id, family_id, state.now())? {
+        Some(f) => f.expires_at,
+        None => state.now() + state.config.session_lifetime,
+    };
+    state.revoke_session(family_id, until).await
 }
 
 async fn authorization_code(
@@ -177,22 +178,11 @@ async fn authorization_code(
         .identity(&rec.identity_id)?
         .filter(|i| i.disabled_at.is_none())
         .ok_or_else(|| grant_error("the user is disabled"))?;
-    let family_id = sessions::new_family_id();
-    let mut used = rec.clone();
-    used.used_at = Some(now);
-    used.family = Some(family_id.clone());
-    if !state.store.use_code(&digest, &rec, &used)? {
-        // Another exchange of the same code won the race: this is a replay too.
-        if let Some(fam) = state.store.code(&digest)?.and_then(|r| r.family) {
-            revoke(state, &rec.identity_id, &fam).await?;
-        }
-        return Err(grant_error(
-            "authorization code already used; what it issued is revoked",
-        ));
-    }
+    // The session exists before the code is marked used, so whoever loses a race for the code
+    // always finds the winner's session to revoke.
     let (family, refresh) = sessions::open_family(
         state.store.as_ref(),
-        family_id,
+        sessions::new_family_id(),
         &identity.id,
         Some(ClientGrant {
             client_id: &client.id,
@@ -201,6 +191,20 @@ async fn authorization_code(
         now,
         state.config.session_lifetime,
     )?;
+    let mut used = rec.clone();
+    used.used_at = Some(now);
+    used.family = Some(family.id.clone());
+    if !state.store.use_code(&digest, &rec, &used)? {
+        // Another exchange of the same code won the race: this is a replay too. Our own
+        // session never issued anything; the winner's is revoked.
+        sessions::end(state.store.as_ref(), &identity.id, &family.id, now)?;
+        if let Some(fam) = state.store.code(&digest)?.and_then(|r| r.family) {
+            revoke(state, &rec.identity_id, &fam).await?;
+        }
+        return Err(grant_error(
+            "authorization code already used; what it issued is revoked",
+        ));
+    }
     let res = issue(
         state,
         client,

@@ -547,3 +547,22 @@ async fn the_authorize_page_refuses_bad_proofs_and_works_once() {
         assert!(r.status.is_client_error(), "{body:.20}: {}", r.status);
     }
 }
+
+#[tokio::test]
+async fn two_concurrent_exchanges_of_one_code_leave_nothing_usable() {
+    let f = fixture().await;
+    let code = f.code(&[]).await;
+    let (a, b) = tokio::join!(f.exchange(&code, VERIFIER), f.exchange(&code, VERIFIER));
+    let (ok, refused) = if a.status == StatusCode::OK {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(ok.status, StatusCode::OK, "{:?}", ok.body);
+    assert_eq!(refused.body["error"], "invalid_grant");
+    // Whatever the interleaving, the replay revoked what the winner issued.
+    let access = ok.body["access_token"].as_str().unwrap();
+    assert_eq!(f.userinfo(access).await.status, StatusCode::UNAUTHORIZED);
+    let refresh = ok.body["refresh_token"].as_str().unwrap();
+    assert_eq!(f.refresh(refresh).await.body["error"], "invalid_grant");
+}

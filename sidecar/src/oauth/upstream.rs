@@ -177,26 +177,29 @@ async fn start(
         .ok_or(SidecarError::NotFound("provider"))?;
     let q = form_pairs(raw_query.as_bytes())
         .map_err(|_| SidecarError::Validation("malformed query string".into()))?;
-    let (app_id, authorize) = match (param(&q, "app_id"), param(&q, "authorize")) {
-        (Some(app), None) => {
-            state.store.app(app)?.ok_or(SidecarError::NotFound("app"))?;
-            (Some(app.to_owned()), None)
-        }
-        (None, Some(request_id)) => {
+    let (app, request) = (param(&q, "app_id"), param(&q, "authorize"));
+    if app.is_some() == request.is_some() {
+        return Err(SidecarError::Validation(
+            "give app_id (or authorize, from the authorization page)".into(),
+        ));
+    }
+    if let Some(app) = app {
+        state.store.app(app)?.ok_or(SidecarError::NotFound("app"))?;
+    }
+    // Reach the provider before taking an authorize request: a provider that is down must not
+    // spend it.
+    let base = state.config.base_url();
+    let client = state.upstream.client(provider, &base).await?;
+    let (app_id, authorize) = match request {
+        None => (app.map(str::to_owned), None),
+        Some(request_id) => {
             let req = super::authorize::take_request(state, request_id).map_err(|_| {
                 SidecarError::Validation("unknown, used or expired authorize request".into())
             })?;
             let client = state.store.oauth_client(&req.client_id)?;
             (client.and_then(|c| c.app_id), Some(req))
         }
-        _ => {
-            return Err(SidecarError::Validation(
-                "give app_id (or authorize, from the authorization page)".into(),
-            ));
-        }
     };
-    let base = state.config.base_url();
-    let client = state.upstream.client(provider, &base).await?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, csrf, nonce) = client
         .authorize_url(

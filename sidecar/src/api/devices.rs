@@ -126,7 +126,8 @@ async fn device_for_key(state: &State, key: &PublicKey) -> Result<IdentityRecord
 async fn announce(state: State, req: AnnounceRequest) -> Result<warp::reply::Response, Rejection> {
     let now = state.now();
     let (ts, ts_text) = req.timestamp.value().map_err(reject)?;
-    if (ts - now).abs() > ANNOUNCE_WINDOW {
+    // abs_diff: a timestamp near i64::MIN must not overflow into "recent".
+    if ts.abs_diff(now) > ANNOUNCE_WINDOW.unsigned_abs() {
         return Err(reject(SidecarError::Validation(format!(
             "timestamp must be within {ANNOUNCE_WINDOW} s of the server clock"
         ))));

@@ -52,6 +52,15 @@ async fn announce_is_refused_outside_the_window_on_replay_and_with_a_bad_signatu
         .await;
         assert_eq!(r.status, 400, "skew {skew}");
     }
+    // Extreme timestamps (a wrap-around would make them "recent"), properly signed.
+    for ts in [i64::MIN, i64::MIN + now, i64::MAX] {
+        let r = send(
+            ts,
+            key.sign(format!("announce:{}:{ts}", key.public()).as_bytes()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "timestamp {ts}");
+    }
     let ts = now - 59;
     let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
     assert_eq!(send(ts, sig.clone()).await.status, 200);

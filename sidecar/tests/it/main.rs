@@ -19,6 +19,7 @@ mod oauth_hardening;
 mod oauth_server;
 mod policy_cli;
 mod provisioner;
+mod schemathesis;
 mod server;
 mod sessions;
 mod upstream_oidc;

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use broker_auth::identity::IdentityType;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    TokenResponse,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -37,8 +38,19 @@ use crate::store::{
     upstream_index,
 };
 
-/// How long discovered provider metadata (and with it the provider's JWKS) is reused.
+/// How long discovered provider metadata (and with it the provider's JWKS) is reused. An ID
+/// token signed by a key the cached JWKS lacks (the provider rotated) triggers one refetch.
 const METADATA_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The `openidconnect` client as built from discovered metadata.
+type ProviderClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
 
 struct Provider {
     spec: UpstreamSpec,
@@ -103,26 +115,17 @@ impl Upstreams {
         self.providers.iter().map(|p| p.spec.name.as_str())
     }
 
+    /// Forget a provider's cached metadata, so the next use discovers it (and its JWKS) again.
+    async fn forget(&self, p: &Provider) {
+        *p.metadata.lock().await = None;
+    }
+
     fn get(&self, name: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.spec.name == name)
     }
 
     /// The provider's client, from metadata discovered at most [`METADATA_TTL`] ago.
-    async fn client(
-        &self,
-        p: &Provider,
-        base_url: &str,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-        SidecarError,
-    > {
+    async fn client(&self, p: &Provider, base_url: &str) -> Result<ProviderClient, SidecarError> {
         let metadata = {
             let mut cached = p.metadata.lock().await;
             match cached.as_ref() {
@@ -366,15 +369,27 @@ async fn callback(
     let id_token = tokens
         .id_token()
         .ok_or_else(|| failed("the provider sent no ID token"))?;
-    let claims = id_token
-        .claims(
-            &client.id_token_verifier(),
-            &Nonce::new(pending.nonce.clone()),
-        )
-        .map_err(|e| {
-            state.metrics.outcome("upstream_login", "id_token_refused");
-            failed(format!("ID token refused: {e}"))
-        })?;
+    let nonce = Nonce::new(pending.nonce.clone());
+    let refreshed;
+    let verified = match id_token.claims(&client.id_token_verifier(), &nonce) {
+        Err(ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        )) => {
+            // Signed with a key we have not seen: the provider rotated. Fetch its JWKS again
+            // and verify once more; every other failure is final.
+            state.upstream.forget(provider).await;
+            refreshed = state
+                .upstream
+                .client(provider, &state.config.base_url())
+                .await?;
+            id_token.claims(&refreshed.id_token_verifier(), &nonce)
+        }
+        other => other,
+    };
+    let claims = verified.map_err(|e| {
+        state.metrics.outcome("upstream_login", "id_token_refused");
+        failed(format!("ID token refused: {e}"))
+    })?;
     let account = UpstreamAccount {
         iss: claims.issuer().as_str().to_owned(),
         sub: claims.subject().as_str().to_owned(),

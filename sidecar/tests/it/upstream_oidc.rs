@@ -428,3 +428,18 @@ fn the_authorization_page_offers_the_upstream_login_and_ends_at_the_client() {
     assert_eq!(info["name"], "Alice Example");
     assert_eq!(info["app_id"], w.app_id.as_str());
 }
+
+#[test]
+fn a_provider_key_rotation_is_followed() {
+    let w = world();
+    // The first login caches the provider's metadata and JWKS.
+    let b = browser();
+    let cb = w.until_callback(&b, |u| u);
+    assert_eq!(w.finish(&b, &cb).0, 200);
+    // The provider rotates: its JWKS gains a key, and ID tokens are signed with it.
+    w.oidc.mode("rotated=true");
+    let b = browser();
+    let cb = w.until_callback(&b, |u| u);
+    let (status, body) = w.finish(&b, &cb);
+    assert_eq!(status, 200, "{body}\n{}", w.sidecar.log());
+}

@@ -7,6 +7,8 @@
 //   GET /__test/mode?account=alice|mallory    who signs in next
 //   GET /__test/mode?foreign_audience=true    the token endpoint's ID token is re-issued, with
 //                                             the provider's own key, for another audience
+//   GET /__test/mode?rotated=true             key rotation: the JWKS now also lists a second key,
+//                                             and ID tokens are re-signed with it
 // (alice's e-mail is verified; mallory claims the same address unverified).
 import Provider from 'oidc-provider';
 import * as jose from 'jose';
@@ -17,12 +19,14 @@ const redirectUris = (process.env.REDIRECT_URIS || '').split(',').filter(Boolean
 
 const { privateKey } = await jose.generateKeyPair('RS256', { extractable: true });
 const jwk = { ...(await jose.exportJWK(privateKey)), kid: 'test-key', alg: 'RS256', use: 'sig' };
+const { privateKey: nextKey, publicKey: nextPublic } = await jose.generateKeyPair('RS256', { extractable: true });
+const nextJwk = { ...(await jose.exportJWK(nextPublic)), kid: 'test-key-2', alg: 'RS256', use: 'sig' };
 
 const accounts = {
   alice: { sub: 'alice', email: 'alice@example.com', email_verified: true, name: 'Alice Example' },
   mallory: { sub: 'mallory', email: 'alice@example.com', email_verified: false, name: 'Mallory' },
 };
-const mode = { account: 'alice', foreign_audience: 'false' };
+const mode = { account: 'alice', foreign_audience: 'false', rotated: 'false' };
 
 const provider = new Provider(issuer, {
   clients: [{
@@ -67,11 +71,20 @@ provider.use(async (ctx, next) => {
     return;
   }
   await next();
-  if (ctx.path === '/token' && mode.foreign_audience === 'true' && ctx.body && ctx.body.id_token) {
+  if (ctx.path === '/jwks' && mode.rotated === 'true' && ctx.body && ctx.body.keys) {
+    ctx.body = { keys: [...ctx.body.keys, nextJwk] };
+  }
+  if (ctx.path === '/token' && ctx.body && ctx.body.id_token) {
     const claims = jose.decodeJwt(ctx.body.id_token);
-    ctx.body.id_token = await new jose.SignJWT({ ...claims, aud: 'another-client' })
-      .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
-      .sign(privateKey);
+    if (mode.foreign_audience === 'true') {
+      ctx.body.id_token = await new jose.SignJWT({ ...claims, aud: 'another-client' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
+        .sign(privateKey);
+    } else if (mode.rotated === 'true') {
+      ctx.body.id_token = await new jose.SignJWT(claims)
+        .setProtectedHeader({ alg: 'RS256', kid: 'test-key-2' })
+        .sign(nextKey);
+    }
   }
 });
 

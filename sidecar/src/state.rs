@@ -149,6 +149,27 @@ impl AppState {
             .map_err(|e| SidecarError::Internal(e.to_string()))
     }
 
+    /// Register an identity that signs in by `rec.sign_in_key()` (an announcing device, a first
+    /// upstream login). Two first sign-ins of the same key can race; the loser gets the
+    /// winner's record instead of an error.
+    pub fn insert_identity_or_winner(
+        &self,
+        rec: IdentityRecord,
+    ) -> Result<IdentityRecord, SidecarError> {
+        match self.store.insert_identity(&rec) {
+            Ok(()) => {
+                self.metrics.identities.inc();
+                Ok(rec)
+            }
+            Err(crate::store::StoreError::Conflict(_)) => rec
+                .sign_in_key()
+                .and_then(|k| self.store.identity_by_key(&k).transpose())
+                .transpose()?
+                .ok_or_else(|| SidecarError::Internal("sign-in index without identity".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A session's access token. People and services with keys get the key-login lifetime and
     /// the active key; a person who signed in through an upstream provider is an app user: the
     /// app token lifetime, and the app's HS256 key when one is configured.

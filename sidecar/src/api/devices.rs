@@ -109,18 +109,7 @@ async fn device_for_key(state: &State, key: &PublicKey) -> Result<IdentityRecord
         created_at: state.now(),
         disabled_at: None,
     };
-    match state.store.insert_identity(&rec) {
-        Ok(()) => {
-            state.metrics.identities.inc();
-            Ok(rec)
-        }
-        // Two first announces raced: the other one registered the key; use its identity.
-        Err(crate::store::StoreError::Conflict(_)) => state
-            .store
-            .identity_by_key(&key.canonical())?
-            .ok_or_else(|| SidecarError::Internal("key index without identity".into())),
-        Err(e) => Err(e.into()),
-    }
+    state.insert_identity_or_winner(rec)
 }
 
 async fn announce(state: State, req: AnnounceRequest) -> Result<warp::reply::Response, Rejection> {

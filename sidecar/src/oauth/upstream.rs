@@ -34,8 +34,7 @@ use crate::config::UpstreamSpec;
 use crate::error::SidecarError;
 use crate::state::{State, sha256_hex};
 use crate::store::{
-    IdentityRecord, PendingRecord, PendingStep, StoreError, UpstreamAccount, UpstreamPending,
-    upstream_index,
+    IdentityRecord, PendingRecord, PendingStep, UpstreamAccount, UpstreamPending, upstream_index,
 };
 
 /// How long discovered provider metadata (and with it the provider's JWKS) is reused. An ID
@@ -292,18 +291,7 @@ fn upsert(
         created_at: state.now(),
         disabled_at: None,
     };
-    match state.store.insert_identity(&rec) {
-        Ok(()) => {
-            state.metrics.identities.inc();
-            Ok(rec)
-        }
-        // Two first logins of one person raced: the other one created the record.
-        Err(StoreError::Conflict(_)) => state
-            .store
-            .identity_by_key(&index)?
-            .ok_or_else(|| SidecarError::Internal("upstream identity vanished".into())),
-        Err(e) => Err(e.into()),
-    }
+    state.insert_identity_or_winner(rec)
 }
 
 #[derive(Serialize)]

@@ -176,6 +176,14 @@ impl World {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// The callback is refused (401 UPSTREAM_LOGIN_FAILED) for the reason `why` names.
+    fn expect_refused(&self, b: &Client, callback: &str, why: &str) {
+        let (status, body) = self.finish(b, callback);
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "UPSTREAM_LOGIN_FAILED", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+    }
+
     fn identity(&self, id: &str) -> Value {
         Client::new()
             .get(self.sidecar.url(&format!("/identity/{id}")))
@@ -278,15 +286,7 @@ fn a_wrong_or_foreign_state_is_refused() {
     let (status, body) = w.finish(&b, &forged);
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "UPSTREAM_LOGIN_FAILED");
-    let (status, body) = w.finish(&browser(), &cb);
-    assert_eq!(status, 401, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("another browser"),
-        "{body}"
-    );
+    w.expect_refused(&browser(), &cb, "another browser");
     // The cookieless attempt named the real state, and a state is taken at first sight: the
     // real browser's callback is refused now too. A stolen callback URL is worth nothing.
     let (status, _) = w.finish(&b, &cb);
@@ -307,15 +307,7 @@ fn a_replayed_code_is_refused() {
     let fresh = w.until_callback(&b, |u| u);
     let old_code = cb.split("code=").nth(1).unwrap().split('&').next().unwrap();
     let replay = replace_param(&fresh, "code", old_code);
-    let (status, body) = w.finish(&b, &replay);
-    assert_eq!(status, 401, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("refused the code"),
-        "{body}"
-    );
+    w.expect_refused(&b, &replay, "refused the code");
 }
 
 #[test]
@@ -324,15 +316,7 @@ fn an_id_token_with_another_nonce_is_refused() {
     let b = browser();
     // The provider is asked for a nonce other than the one the sidecar bound to this login.
     let cb = w.until_callback(&b, |u| replace_param(&u, "nonce", "an-attackers-nonce"));
-    let (status, body) = w.finish(&b, &cb);
-    assert_eq!(status, 401, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("ID token refused"),
-        "{body}"
-    );
+    w.expect_refused(&b, &cb, "ID token refused");
 }
 
 #[test]
@@ -341,15 +325,7 @@ fn an_id_token_for_another_audience_is_refused() {
     w.oidc.mode("foreign_audience=true");
     let b = browser();
     let cb = w.until_callback(&b, |u| u);
-    let (status, body) = w.finish(&b, &cb);
-    assert_eq!(status, 401, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("ID token refused"),
-        "{body}"
-    );
+    w.expect_refused(&b, &cb, "ID token refused");
     // Control: the same provider with an honest audience works.
     w.oidc.mode("foreign_audience=false");
     let b = browser();

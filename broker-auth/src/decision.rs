@@ -109,6 +109,10 @@ pub enum DenyCode {
     NotGranted,
     /// The topic or filter is not well-formed.
     InvalidTopic,
+    /// The MQTT client id holds a live or persisted session of another identity.
+    ClientIdInUse,
+    /// The policy's `client_ids` do not include the MQTT client id.
+    ClientIdNotGranted,
 }
 
 impl DenyCode {
@@ -134,6 +138,8 @@ impl DenyCode {
             DenyCode::NoGrants => "no_grants",
             DenyCode::NotGranted => "not_granted",
             DenyCode::InvalidTopic => "invalid_topic",
+            DenyCode::ClientIdInUse => "client_id_in_use",
+            DenyCode::ClientIdNotGranted => "client_id_not_granted",
         }
     }
 
@@ -146,6 +152,8 @@ impl DenyCode {
                 | DenyCode::NoGrants
                 | DenyCode::NotGranted
                 | DenyCode::InvalidTopic
+                | DenyCode::ClientIdInUse
+                | DenyCode::ClientIdNotGranted
         )
     }
 }
@@ -224,6 +232,13 @@ pub fn authorize_connect(
         return Decision::deny(
             DenyCode::NoGrants,
             "the policy grants nothing to this principal",
+        );
+    }
+    // Only MQTT has client ids that name a session; a NATS client name is informational.
+    if protocol == Protocol::Mqtt && !grants.allows_client_id(client_id) {
+        return Decision::deny(
+            DenyCode::ClientIdNotGranted,
+            "the policy does not allow this client id",
         );
     }
     let reason = if grants.superuser() {

@@ -23,6 +23,10 @@ pub struct Grants {
     /// NATS-only additions (inbox, JetStream API subjects).
     #[serde(default)]
     pub nats: NatsGrants,
+    /// MQTT client ids the principal may connect with: exact ids, or prefixes ending in `*`.
+    /// Absent (or null): any client id. Either way a session belongs to the identity that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ids: Option<Vec<String>>,
 }
 
 /// NATS-only grants, in NATS subject syntax.
@@ -73,12 +77,45 @@ pub struct NatsPermissions {
     pub allow_responses: bool,
 }
 
+/// One allowed MQTT client id: exact, or every id that starts with a prefix (`name-*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ClientIdPattern {
+    Exact(String),
+    Prefix(String),
+}
+
+/// Longest client id pattern accepted (the principal keeps at most 256 characters of an id).
+const MAX_CLIENT_ID_PATTERN: usize = 256;
+
+impl ClientIdPattern {
+    fn parse(s: &str) -> Result<ClientIdPattern> {
+        let bad = |why: &str| Err(Error::Policy(format!("client id pattern {s:?}: {why}")));
+        if s.is_empty() || s.len() > MAX_CLIENT_ID_PATTERN {
+            return bad("must be 1-256 bytes");
+        }
+        match s.strip_suffix('*') {
+            Some(p) if p.contains('*') => bad("`*` may only end a pattern"),
+            Some(p) => Ok(ClientIdPattern::Prefix(p.to_owned())),
+            None if s.contains('*') => bad("`*` may only end a pattern"),
+            None => Ok(ClientIdPattern::Exact(s.to_owned())),
+        }
+    }
+
+    fn matches(&self, client_id: &str) -> bool {
+        match self {
+            ClientIdPattern::Exact(e) => e == client_id,
+            ClientIdPattern::Prefix(p) => client_id.starts_with(p.as_str()),
+        }
+    }
+}
+
 /// Grants ready for per-message checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompiledGrants {
     superuser: bool,
     publish: Box<[Pattern]>,
     subscribe: Box<[Pattern]>,
+    client_ids: Option<Box<[ClientIdPattern]>>,
     source: Grants,
 }
 
@@ -96,12 +133,28 @@ impl CompiledGrants {
         for s in source.nats.publish.iter().chain(&source.nats.subscribe) {
             topic::validate_nats_subject(s, true)?;
         }
+        let client_ids = source
+            .client_ids
+            .as_ref()
+            .map(|v| v.iter().map(|s| ClientIdPattern::parse(s)).collect())
+            .transpose()?;
         Ok(CompiledGrants {
             superuser: source.superuser,
             publish,
             subscribe,
+            client_ids,
             source,
         })
+    }
+
+    /// May the principal connect with this MQTT client id? Grants without `client_ids` allow
+    /// any; grants with them refuse a connect that names no client id (nothing to check).
+    pub fn allows_client_id(&self, client_id: Option<&str>) -> bool {
+        match (&self.client_ids, client_id) {
+            (None, _) => true,
+            (Some(pats), Some(id)) => pats.iter().any(|p| p.matches(id)),
+            (Some(_), None) => false,
+        }
     }
 
     /// Superuser?
@@ -264,6 +317,41 @@ mod tests {
         assert!(
             grants_from_json(serde_json::json!({"publsh": []})).is_err(),
             "typos are errors"
+        );
+    }
+
+    #[test]
+    fn client_ids_are_exact_or_prefixes_and_absent_means_any() {
+        let with = |ids: &[&str]| {
+            CompiledGrants::compile(Grants {
+                client_ids: Some(ids.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            })
+        };
+        assert!(device().allows_client_id(Some("anything")));
+        assert!(device().allows_client_id(None));
+        let g = with(&["dev-d1", "dev-d1-*"]).unwrap();
+        for ok in ["dev-d1", "dev-d1-", "dev-d1-sensor"] {
+            assert!(g.allows_client_id(Some(ok)), "{ok}");
+        }
+        for no in ["dev-d10", "dev-d", "monitor", ""] {
+            assert!(!g.allows_client_id(Some(no)), "{no}");
+        }
+        assert!(
+            !g.allows_client_id(None),
+            "a constrained principal must name its client id"
+        );
+        assert!(!with(&[]).unwrap().allows_client_id(Some("x")));
+        assert!(with(&["*"]).unwrap().allows_client_id(Some("x")));
+        for bad in ["", "a*b", "**", &"x".repeat(257)] {
+            assert!(with(&[bad]).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            serde_json::to_value(Grants::default())
+                .unwrap()
+                .get("client_ids"),
+            None,
+            "absent stays absent"
         );
     }
 

@@ -226,6 +226,10 @@ pub struct MqttServeArgs {
     /// Unacknowledged QoS1/2 messages in flight to one client.
     #[arg(long, env = "MQTT_MAX_INFLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
     pub mqtt_max_inflight: u16,
+    /// Seconds a persisted session (clean-session false) outlives its connection; v5 clients
+    /// may ask for less, never more. Until then its client id stays bound to its identity.
+    #[arg(long, env = "MQTT_SESSION_EXPIRY", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    pub mqtt_session_expiry: u64,
 }
 
 impl MqttServeArgs {
@@ -252,6 +256,7 @@ impl MqttServeArgs {
             tls,
             max_queue: self.mqtt_max_queue,
             max_inflight: self.mqtt_max_inflight,
+            session_expiry: std::time::Duration::from_secs(self.mqtt_session_expiry),
             ..Default::default()
         };
         let any = config.tcp.is_some() || config.ws.is_some() || config.tls.is_some();

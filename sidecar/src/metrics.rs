@@ -24,6 +24,11 @@ pub struct ActionLabels {
     pub action: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 /// Histogram-shaped series (`le` buckets, cumulative) mirrored from the broker's own buckets.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
@@ -67,6 +72,7 @@ struct MqttGauges {
     refused: Family<ReasonLabels, Gauge>,
     denied: Family<ActionLabels, Gauge>,
     closed: Family<ReasonLabels, Gauge>,
+    inherited_dropped: Family<KindLabels, Gauge>,
     latency_bucket: Family<BucketLabels, Gauge>,
     latency_count: Family<HookLabels, Gauge>,
     latency_sum: Family<HookLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -91,8 +97,13 @@ impl MqttGauges {
         );
         r.register(
             "mqtt_sessions_closed",
-            "MQTT sessions closed by us, by reason (token expired, revoked)",
+            "MQTT sessions closed by us, by reason (token expired, revoked, policy changed)",
             self.closed.clone(),
+        );
+        r.register(
+            "mqtt_inherited_dropped",
+            "What resumed MQTT sessions inherited outside their current grants and lost, by kind",
+            self.inherited_dropped.clone(),
         );
         r.register(
             "mqtt_hook_latency_seconds_bucket",
@@ -131,9 +142,18 @@ impl MqttGauges {
         for (reason, c) in [
             ("token_expired", &s.closed_expired),
             ("revoked", &s.closed_revoked),
+            ("policy_changed", &s.closed_policy),
         ] {
             self.closed
                 .get_or_create(&ReasonLabels { reason })
+                .set(S::get(c) as i64);
+        }
+        for (kind, c) in [
+            ("subscription", &s.inherited_subscriptions_dropped),
+            ("message", &s.inherited_messages_dropped),
+        ] {
+            self.inherited_dropped
+                .get_or_create(&KindLabels { kind })
                 .set(S::get(c) as i64);
         }
         for (hook, l) in [("connect", &s.connect_latency), ("acl", &s.acl_latency)] {

@@ -4,6 +4,7 @@
 //!   the NATS callout and the HTTP routes produces the grants; the Last Will topic is checked
 //!   against them here because rmqtt never checks wills. The result is parked under the
 //!   connection's `Id` (there is no session yet).
+//!   A client id that holds another identity's session is refused here (see [`super::sessions`]).
 //! - `ClientConnected` (runs before CONNACK): the parked grants move into the session's own
 //!   `extra_attrs` and the session is tracked for expiry and revocation. A connection that
 //!   arrives without parked grants is closed: nothing reaches the ACL hooks unauthenticated.
@@ -24,10 +25,11 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Message, PublishAclResult, Reason, SubscribeAclResult,
 };
 
+use super::sessions;
 use super::stats::MqttStats;
 use super::tracker::Tracker;
 use super::{Clock, SessionAuth};
-use crate::decision::Decision;
+use crate::decision::{Authorized, Decision, DenyCode};
 use crate::grants::Action;
 use crate::live::LiveAuth;
 use crate::principal::Protocol;
@@ -51,9 +53,10 @@ impl Handler for Handle {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         let h = &self.0;
         match param {
-            Parameter::ClientAuthenticate(ci) => {
-                (false, Some(HookResult::AuthResult(h.authenticate(ci))))
-            }
+            Parameter::ClientAuthenticate(ci) => (
+                false,
+                Some(HookResult::AuthResult(h.authenticate(ci).await)),
+            ),
             Parameter::ClientConnected(s) => {
                 h.connected(s).await;
                 (true, acc)
@@ -123,7 +126,7 @@ fn will_topic<'a>(w: &'a LastWill<'_>) -> &'a str {
 }
 
 impl Hooks {
-    fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
+    async fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
         let t0 = Instant::now();
         let token = ci.password().and_then(|p| std::str::from_utf8(p).ok());
         let client_id: &str = ci.client_id();
@@ -131,30 +134,7 @@ impl Hooks {
             .auth
             .authorize((self.clock)(), token, Protocol::Mqtt, Some(client_id));
         let result = match decision {
-            Decision::Permit(p) => {
-                let a = p.value;
-                let will_ok = ci
-                    .last_will()
-                    .is_none_or(|w| a.grants.allows(Action::Publish, will_topic(&w)));
-                if will_ok {
-                    let superuser = a.grants.superuser();
-                    let auth = Arc::new(SessionAuth {
-                        seq: self.tracker.next_seq(),
-                        principal: a.principal,
-                        subject: a.claims.sub,
-                        sid: a.claims.sid,
-                        issued_at: a.claims.iat,
-                        exp: a.claims.exp,
-                        grants: a.grants,
-                    });
-                    self.tracker.park(ci.id().clone(), auth);
-                    self.stats.connects_accepted.fetch_add(1, Ordering::Relaxed);
-                    AuthResult::Allow(superuser, None)
-                } else {
-                    self.refuse(ci, "will_not_granted");
-                    AuthResult::NotAuthorized
-                }
-            }
+            Decision::Permit(p) => self.admit(ci, p.value).await,
             Decision::Deny(d) => {
                 self.refuse(ci, d.code.as_str());
                 if d.code.is_authentication_failure() {
@@ -166,6 +146,47 @@ impl Hooks {
         };
         self.stats.connect_latency.observe(t0.elapsed());
         result
+    }
+
+    /// A verified, granted CONNECT: its Will must be granted and its client id free or its own.
+    async fn admit(&self, ci: &ConnectInfo, a: Authorized) -> AuthResult {
+        let will_ok = ci
+            .last_will()
+            .is_none_or(|w| a.grants.allows(Action::Publish, will_topic(&w)));
+        if !will_ok {
+            self.refuse(ci, "will_not_granted");
+            return AuthResult::NotAuthorized;
+        }
+        let session = self.holder_session(ci).await;
+        let held = sessions::holder(session, &self.tracker).await;
+        if !sessions::may_take(&held, &a.claims.sub) {
+            self.refuse(ci, DenyCode::ClientIdInUse.as_str());
+            return AuthResult::NotAuthorized;
+        }
+        let superuser = a.grants.superuser();
+        let auth = Arc::new(SessionAuth {
+            seq: self.tracker.next_seq(),
+            principal: a.principal,
+            subject: a.claims.sub,
+            sid: a.claims.sid,
+            issued_at: a.claims.iat,
+            exp: a.claims.exp,
+            grants: a.grants,
+        });
+        self.tracker.park(ci.id().clone(), auth);
+        self.stats.connects_accepted.fetch_add(1, Ordering::Relaxed);
+        AuthResult::Allow(superuser, None)
+    }
+
+    /// The session rmqtt holds under the connecting client id. `try_read` first: the registry
+    /// lock is only ever written at start-up, and an awaited acquire yields to the scheduler
+    /// (tokio's cooperative budget), which a connect storm pays for in latency.
+    async fn holder_session(&self, ci: &ConnectInfo) -> Option<Session> {
+        let lookup = |shared: &dyn rmqtt::shared::Shared| shared.entry(ci.id().clone()).session();
+        match self.scx.extends.shared.try_read() {
+            Ok(shared) => lookup(shared.as_ref()),
+            Err(_) => lookup(self.scx.extends.shared().await.as_ref()),
+        }
     }
 
     fn observe_acl(&self, t0: Option<Instant>) {
@@ -185,7 +206,9 @@ impl Hooks {
     }
 
     async fn connected(&self, s: &Session) {
-        let Some(auth) = self.tracker.unpark(&s.id) else {
+        // Read the parked grants without taking them: until the attributes below are written,
+        // the parked entry is what tells a concurrent CONNECT who owns this session.
+        let Some(auth) = self.tracker.parked(&s.id) else {
             // Authenticated by something other than our hook: refuse to serve it.
             tracing::warn!(client_id = %s.id.client_id, "mqtt session without grants; closing");
             if let Some(tx) = self.scx.extends.shared().await.entry(s.id.clone()).tx() {
@@ -197,6 +220,7 @@ impl Hooks {
             .write()
             .await
             .insert(ATTR.into(), auth.clone());
+        self.tracker.unpark(&s.id);
         match self.scx.extends.shared().await.entry(s.id.clone()).tx() {
             Some(tx) => self.tracker.track(tx, auth),
             None => tracing::warn!(client_id = %s.id.client_id, "mqtt session has no channel"),

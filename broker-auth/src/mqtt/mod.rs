@@ -11,8 +11,12 @@
 //! is off (it refuses connects based on the machine's CPU load); the per-session queue is deep
 //! enough that a burst of acknowledged QoS1 messages is delivered rather than dropped.
 //! Retained messages are not stored (rmqtt's default retain store is disabled), and we say so.
+//! rmqtt lets any CONNECT take over the session of its client id; here a session belongs to the
+//! identity that made it, and a resumed one keeps only what its current grants cover
+//! ([`sessions`]).
 
 mod hooks;
+mod sessions;
 pub mod stats;
 mod tracker;
 
@@ -67,6 +71,10 @@ pub struct MqttConfig {
     pub max_connections: usize,
     /// Time a client has to complete CONNECT.
     pub handshake_timeout: Duration,
+    /// How long a persisted session outlives its connection (v3.1.1 clean-session false), and
+    /// the most a v5 client may ask for. Until it expires its client id stays bound to the
+    /// identity that made it.
+    pub session_expiry: Duration,
 }
 
 impl Default for MqttConfig {
@@ -82,6 +90,8 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             max_connections: 100_000,
             handshake_timeout: Duration::from_secs(10),
+            // rmqtt's v3.1.1 default; rmqtt leaves v5 requests uncapped (up to 136 years).
+            session_expiry: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -150,6 +160,12 @@ impl EmbeddedBroker {
             stats: stats.clone(),
             scx: scx.clone(),
         });
+        sessions::install(Arc::new(sessions::Guard {
+            tracker: tracker.clone(),
+            stats: stats.clone(),
+            scx: scx.clone(),
+        }))
+        .await;
         let register = scx.extends.hook_mgr().register();
         for t in [
             Type::ClientAuthenticate,
@@ -250,6 +266,8 @@ fn listener(config: &MqttConfig, name: &str, addr: SocketAddr) -> Result<Builder
         .max_packet_size(config.max_packet_size)
         .max_connections(config.max_connections)
         .handshake_timeout(config.handshake_timeout)
+        .session_expiry_interval(config.session_expiry)
+        .max_session_expiry_interval(config.session_expiry)
         .nodelay(true)
         .reuseaddr(Some(true)))
 }

@@ -58,6 +58,10 @@ pub struct MqttStats {
     pub closed_revoked: AtomicU64,
     /// Sessions closed because a policy reload changed their grants.
     pub closed_policy: AtomicU64,
+    /// Subscriptions a resumed session inherited but its current grants no longer cover.
+    pub inherited_subscriptions_dropped: AtomicU64,
+    /// Queued or in-flight messages a resumed session inherited outside its current grants.
+    pub inherited_messages_dropped: AtomicU64,
     /// Time spent in the CONNECT hook (token verification and grants).
     pub connect_latency: Latency,
     /// Time spent in the per-message ACL hooks (one call in 32 is timed).

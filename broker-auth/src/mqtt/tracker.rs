@@ -70,6 +70,11 @@ impl Tracker {
         self.lock().pending.remove(id).map(|(_, a)| a)
     }
 
+    /// The authentication parked for connection `id`, left parked.
+    pub(crate) fn parked(&self, id: &Id) -> Option<Arc<SessionAuth>> {
+        self.lock().pending.get(id).map(|(_, a)| a.clone())
+    }
+
     pub(crate) fn track(&self, tx: Tx, auth: Arc<SessionAuth>) {
         let mut g = self.lock();
         g.by_exp.insert((auth.exp, auth.seq));

@@ -12,6 +12,7 @@ mod harness;
 mod identity_routes;
 mod interop;
 mod mqtt_e2e;
+mod mqtt_sessions;
 mod nats_callout;
 mod oauth_authlib;
 mod oauth_browser;

@@ -13,7 +13,7 @@ use super::broker_routes::mint;
 use super::harness::{TestKey, harness};
 use super::server::{Server, bootstrap};
 
-fn python_with_paho() -> PathBuf {
+pub fn python_with_paho() -> PathBuf {
     let py = test_support::require_tool("python3", "apt-get install python3 python3-pip");
     let ok = Command::new(&py)
         .args(["-c", "import paho.mqtt.client"])
@@ -25,16 +25,28 @@ fn python_with_paho() -> PathBuf {
 
 /// Register a device with `admin` and log it in; returns (identity id, access token).
 fn device_login(c: &Client, server: &Server, admin: &str) -> (String, String) {
-    let key = TestKey::ed();
+    register_and_login(c, server, admin, &TestKey::ed(), json!({"type": "device"}))
+}
+
+/// Register `key` with `admin` (`body` gives the type and anything else) and log it in by
+/// challenge; returns (identity id, access token).
+pub fn register_and_login(
+    c: &Client,
+    server: &Server,
+    admin: &str,
+    key: &TestKey,
+    mut body: Value,
+) -> (String, String) {
+    body["public_key"] = json!(key.public());
     let reg: Value = c
         .post(server.url("/identity/register"))
         .bearer_auth(admin)
-        .json(&json!({"public_key": key.public(), "type": "device"}))
+        .json(&body)
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let id = reg["identity_id"].as_str().unwrap().to_owned();
+    let id = reg["identity_id"].as_str().expect("registered").to_owned();
     let ch: Value = c
         .post(server.url("/auth/challenge"))
         .json(&json!({"public_key": key.public()}))

@@ -4,6 +4,7 @@
 mod acl;
 mod connect;
 mod lifetime;
+mod sessions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

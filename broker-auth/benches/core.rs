@@ -58,10 +58,17 @@ fn principal(id: &str, kind: IdentityType, roles: &[&str], devices: &[&str]) -> 
 
 fn fixture() -> Fixture {
     let cfg = TokenConfig::new("https://auth.example", "broker-auth");
-    let ed = Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap());
-    let es = Arc::new(TokenKey::generate(TokenAlg::ES256).unwrap());
+    let ed = Arc::new(TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap());
+    let es = Arc::new(TokenKey::generate(TokenAlg::ES256, &mut OsRng).unwrap());
     let keys = KeySet::new(vec![es.clone(), ed.clone()]);
-    let mut claims = Claims::new(&cfg, "dev-AAAAAAAAAAAAAAAA", NOW, 86_400, TokenUse::Access);
+    let mut claims = Claims::new(
+        &cfg,
+        "dev-AAAAAAAAAAAAAAAA",
+        NOW,
+        86_400,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     claims.sid = Some("ann-0123456789".into());
     claims.tenant = Some("t1".into());
     let ed_token = keys.sign_with(&ed, &claims).unwrap();
@@ -78,8 +85,10 @@ fn fixture() -> Fixture {
     let esk = p256::ecdsa::SigningKey::random(&mut OsRng);
     let es_sig: p256::ecdsa::Signature = p256::ecdsa::signature::Signer::sign(&esk, &msg);
 
-    let policy =
-        PolicySet::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")).unwrap();
+    let policy = broker_auth_runtime::policy_dir::load_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+    )
+    .unwrap();
     Fixture {
         keys,
         verifier: Verifier::new(cfg),

@@ -36,9 +36,6 @@ pub enum Error {
     /// Key generation or signing failed.
     #[error("crypto failure: {0}")]
     Crypto(String),
-    /// The embedded MQTT broker could not start (bind, TLS material, ...).
-    #[error("mqtt broker: {0}")]
-    Broker(String),
 }
 
 impl Error {
@@ -53,7 +50,6 @@ impl Error {
             Error::Topic(_) => "invalid_topic",
             Error::NatsJwt(_) => "nats_jwt",
             Error::Crypto(_) => "crypto",
-            Error::Broker(_) => "broker",
         }
     }
 

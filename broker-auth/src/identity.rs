@@ -13,7 +13,7 @@ use std::str::FromStr;
 
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
 use p256::ecdsa::signature::Verifier as _;
-use rand_core::{OsRng, RngCore};
+use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::b64;
@@ -96,10 +96,11 @@ impl IdentityType {
         }
     }
 
-    /// A new random identity id: the type prefix plus 16 base32 characters (80 random bits).
-    pub fn new_id(self) -> String {
+    /// A new random identity id: the type prefix plus 16 base32 characters (80 random bits
+    /// from the caller's `rng`).
+    pub fn new_id(self, rng: &mut impl CryptoRngCore) -> String {
         let mut bytes = [0u8; 10];
-        OsRng.fill_bytes(&mut bytes);
+        rng.fill_bytes(&mut bytes);
         format!(
             "{}{}",
             self.id_prefix(),
@@ -296,6 +297,7 @@ fn decode_es256_signature(bytes: &[u8]) -> Result<p256::ecdsa::Signature> {
 mod tests {
     use super::*;
     use ed25519_dalek::Signer as _;
+    use rand_core::OsRng;
 
     fn ed_key() -> ed25519_dalek::SigningKey {
         ed25519_dalek::SigningKey::generate(&mut OsRng)
@@ -308,7 +310,7 @@ mod tests {
     fn types_round_trip_and_fix_their_algorithms() {
         for t in ALL_TYPES {
             assert_eq!(t.as_str().parse::<IdentityType>().unwrap(), t);
-            let id = t.new_id();
+            let id = t.new_id(&mut OsRng);
             assert_eq!(IdentityType::of_id(&id), Some(t), "{id}");
             assert_eq!(id.len(), t.id_prefix().len() + 16);
         }

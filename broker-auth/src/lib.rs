@@ -15,9 +15,6 @@ pub mod decision;
 pub mod error;
 pub mod grants;
 pub mod identity;
-pub mod live;
-#[cfg(feature = "mqtt")]
-pub mod mqtt;
 pub mod nats_jwt;
 pub mod policy;
 pub mod principal;

@@ -18,7 +18,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use p256::ecdsa::signature::Verifier as _;
 use p256::pkcs8::DecodePrivateKey as _;
-use rand_core::{OsRng, RngCore};
+use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -132,16 +132,18 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// Fresh claims with a random `jti`, valid from `now` for `ttl_secs`.
+    /// Fresh claims valid from `now` for `ttl_secs`, with a `jti` drawn from `rng` (the
+    /// caller's: the core draws no randomness of its own).
     pub fn new(
         cfg: &TokenConfig,
         sub: &str,
         now: UnixTime,
         ttl_secs: i64,
         token_use: TokenUse,
+        rng: &mut impl CryptoRngCore,
     ) -> Claims {
         let mut jti = [0u8; 16];
-        OsRng.fill_bytes(&mut jti);
+        rng.fill_bytes(&mut jti);
         Claims {
             iss: cfg.issuer.clone(),
             sub: sub.to_owned(),
@@ -228,15 +230,15 @@ fn thumbprint(canonical_json: &str) -> String {
 }
 
 impl TokenKey {
-    /// Generate a new asymmetric key.
-    pub fn generate(alg: TokenAlg) -> Result<TokenKey> {
+    /// Generate a new asymmetric key from the caller's `rng`.
+    pub fn generate(alg: TokenAlg, rng: &mut impl CryptoRngCore) -> Result<TokenKey> {
         let pkcs8 = match alg {
-            TokenAlg::EdDSA => ed25519_dalek::SigningKey::generate(&mut OsRng)
+            TokenAlg::EdDSA => ed25519_dalek::SigningKey::generate(rng)
                 .to_pkcs8_der()
                 .map_err(|e| Error::Crypto(e.to_string()))?
                 .as_bytes()
                 .to_vec(),
-            TokenAlg::ES256 => p256::ecdsa::SigningKey::random(&mut OsRng)
+            TokenAlg::ES256 => p256::ecdsa::SigningKey::random(rng)
                 .to_pkcs8_der()
                 .map_err(|e| Error::Crypto(e.to_string()))?
                 .as_bytes()

@@ -7,6 +7,7 @@
 //!    nats-server binary with a static token user, all in one run.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark that cannot run should stop loudly
 
+use rand_core::OsRng;
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use broker_auth::nats_jwt::claims::{ClientInfo, ConnectOpts, ServerId};
 use broker_auth::nats_jwt::{self, AuthorizationRequest, NatsClaims, User};
-use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::{NoRevocations, RevocationSet};
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
 use broker_auth::{Principal, Protocol};
@@ -35,14 +36,15 @@ fn now() -> i64 {
 
 fn shared() -> (Shared, TokenConfig) {
     let cfg = TokenConfig::new("https://auth.bench", "broker-auth");
-    let policy =
-        PolicySet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"))
-            .unwrap();
+    let policy = broker_auth_runtime::policy_dir::load_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+    )
+    .unwrap();
     (
         Shared {
             token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
             keys: Arc::new(ArcSwap::from_pointee(KeySet::new(vec![Arc::new(
-                TokenKey::generate(TokenAlg::EdDSA).unwrap(),
+                TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
             )]))),
             verifier: Arc::new(Verifier::new(cfg.clone())),
             revocations: Arc::new(RevocationSet::new()),
@@ -69,7 +71,14 @@ fn median_us(mut f: impl FnMut(), n: usize) -> f64 {
 
 fn service_time() {
     let (s, cfg) = shared();
-    let mut c = Claims::new(&cfg, "dev-AAAAAAAAAAAAAAAA", now(), 3600, TokenUse::Access);
+    let mut c = Claims::new(
+        &cfg,
+        "dev-AAAAAAAAAAAAAAAA",
+        now(),
+        3600,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     c.sid = Some("ann-1".into());
     let token = s.keys.load().sign(&c).unwrap();
     let server = nkeys::KeyPair::new_server();
@@ -185,6 +194,7 @@ fn service_time() {
                 now(),
                 3600,
                 TokenUse::Access,
+                &mut OsRng,
             );
             c.sid = Some(format!("ann-{i}"));
             let token = s.keys.load().sign(&c).unwrap();
@@ -367,7 +377,14 @@ async fn connects(
 async fn end_to_end() {
     let (s, cfg) = shared();
     let token = {
-        let c = Claims::new(&cfg, "dev-AAAAAAAAAAAAAAAA", now(), 3600, TokenUse::Access);
+        let c = Claims::new(
+            &cfg,
+            "dev-AAAAAAAAAAAAAAAA",
+            now(),
+            3600,
+            TokenUse::Access,
+            &mut OsRng,
+        );
         s.keys.load().sign(&c).unwrap()
     };
     println!(

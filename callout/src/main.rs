@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{KeySet, TokenConfig, Verifier};
 use callout::config::CalloutArgs;
@@ -78,8 +78,8 @@ async fn follow_sidecar(base: String, token: Option<String>, shared: Shared) {
 
 async fn run(args: CalloutArgs) -> Result<(), CalloutError> {
     let responder = Arc::new(args.responder()?);
-    let policy =
-        PolicySet::load_dir(&args.policies).map_err(|e| CalloutError::Policy(e.to_string()))?;
+    let policy = broker_auth_runtime::policy_dir::load_dir(&args.policies)
+        .map_err(|e| CalloutError::Policy(e.to_string()))?;
     let base = args.sidecar_url.clone().ok_or_else(|| {
         CalloutError::Config(
             "the standalone callout needs --sidecar-url (JWKS and revocations)".into(),

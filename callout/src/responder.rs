@@ -15,7 +15,7 @@ use crate::error::CalloutError;
 use crate::permissions::permissions_for;
 
 /// The in-memory state decisions are made from; shared with the sidecar when co-located.
-pub use broker_auth::live::LiveAuth as Shared;
+pub use broker_auth_runtime::LiveAuth as Shared;
 
 /// Which NATS account a principal lands in (config mode: account *names*).
 #[derive(Clone, Debug, Default)]

@@ -17,6 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use broker_auth::identity::{IdentityType, KeyAlgorithm};
 use ed25519_dalek::Signer as _;
+use rand_core::OsRng;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 use sidecar::store::{IdentityRecord, SledStore, Store};
@@ -108,7 +109,7 @@ fn populate(data: &Path, n: usize) -> Vec<ed25519_dalek::SigningKey> {
             b
         });
         let rec = IdentityRecord {
-            id: IdentityType::User.new_id(),
+            id: IdentityType::User.new_id(&mut OsRng),
             kind: IdentityType::User,
             key_algorithm: Some(KeyAlgorithm::Ed25519),
             public_key: Some(broker_auth::b64::url_encode(sk.verifying_key().as_bytes())),

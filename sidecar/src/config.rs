@@ -234,11 +234,11 @@ pub struct MqttServeArgs {
 
 impl MqttServeArgs {
     /// The broker configuration, or `None` when every listener is off.
-    pub fn to_config(&self) -> Result<Option<broker_auth::mqtt::MqttConfig>, SidecarError> {
+    pub fn to_config(&self) -> Result<Option<broker_auth_mqtt::MqttConfig>, SidecarError> {
         let tls = match self.mqtt_tls_listen.addr() {
             None => None,
             Some(addr) => match (&self.mqtt_tls_cert, &self.mqtt_tls_key) {
-                (Some(cert), Some(key)) => Some(broker_auth::mqtt::TlsListener {
+                (Some(cert), Some(key)) => Some(broker_auth_mqtt::TlsListener {
                     addr,
                     cert: cert.clone(),
                     key: key.clone(),
@@ -250,7 +250,7 @@ impl MqttServeArgs {
                 }
             },
         };
-        let config = broker_auth::mqtt::MqttConfig {
+        let config = broker_auth_mqtt::MqttConfig {
             tcp: self.mqtt_listen.addr(),
             ws: self.mqtt_ws_listen.addr(),
             tls,

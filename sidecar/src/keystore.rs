@@ -160,7 +160,7 @@ pub fn load_key_set(
         !expired
     });
     if records.is_empty() {
-        let key = TokenKey::generate(alg)?;
+        let key = TokenKey::generate(alg, &mut OsRng)?;
         let rec = record_for(master, &key, now)?;
         store.put_signing_key(&rec)?;
         records.push(rec);
@@ -209,7 +209,7 @@ pub fn rotate(
             store.put_signing_key(&r)?;
         }
     }
-    let key = TokenKey::generate(alg)?;
+    let key = TokenKey::generate(alg, &mut OsRng)?;
     // Strictly newer than every existing key, so ordering by creation picks it as active.
     let newest = store
         .signing_keys()?

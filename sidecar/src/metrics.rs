@@ -62,7 +62,7 @@ pub struct Metrics {
     callout_unanswerable: Gauge,
     callout_denied: Family<ReasonLabels, Gauge>,
     /// The embedded MQTT broker's counters, mirrored at render time.
-    pub mqtt_stats: std::sync::Arc<broker_auth::mqtt::MqttStats>,
+    pub mqtt_stats: std::sync::Arc<broker_auth_mqtt::MqttStats>,
     mqtt: MqttGauges,
 }
 
@@ -122,9 +122,9 @@ impl MqttGauges {
         );
     }
 
-    fn mirror(&self, s: &broker_auth::mqtt::MqttStats) {
-        use broker_auth::mqtt::MqttStats as S;
-        use broker_auth::mqtt::stats::LATENCY_BUCKETS_US;
+    fn mirror(&self, s: &broker_auth_mqtt::MqttStats) {
+        use broker_auth_mqtt::MqttStats as S;
+        use broker_auth_mqtt::stats::LATENCY_BUCKETS_US;
         self.accepted.set(S::get(&s.connects_accepted) as i64);
         for (reason, n) in s.refusals() {
             self.refused

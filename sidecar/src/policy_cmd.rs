@@ -24,7 +24,7 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode, SidecarError> {
 }
 
 fn load(dir: &Path) -> Result<PolicySet, SidecarError> {
-    PolicySet::load_dir(dir).map_err(|e| SidecarError::Policy(e.to_string()))
+    broker_auth_runtime::policy_dir::load_dir(dir).map_err(|e| SidecarError::Policy(e.to_string()))
 }
 
 fn check(dir: &Path) -> Result<ExitCode, SidecarError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{TokenConfig, Verifier};
 
@@ -59,15 +59,15 @@ pub fn build_state(
         }
     }
     let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
-    let policy =
-        PolicySet::load_dir(&config.policies).map_err(|e| SidecarError::Policy(e.to_string()))?;
+    let policy = broker_auth_runtime::policy_dir::load_dir(&config.policies)
+        .map_err(|e| SidecarError::Policy(e.to_string()))?;
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
     let token_config = TokenConfig::new(config.issuer(), config.audience.clone());
     let metrics = Metrics::default();
     metrics.identities.set(store.identity_count()? as i64);
-    let auth = broker_auth::live::LiveAuth::new(
+    let auth = broker_auth_runtime::LiveAuth::new(
         Arc::new(ArcSwap::from_pointee(keys)),
         Arc::new(Verifier::new(token_config.clone())),
         Arc::new(revocations),
@@ -110,58 +110,6 @@ pub fn build_state(
     }))
 }
 
-/// What identifies a version of the policy directory: every `.rego` file's name, size and mtime.
-fn policy_fingerprint(
-    dir: &std::path::Path,
-) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "rego"))
-        .map(|e| {
-            let m = e.metadata().ok();
-            (
-                e.path(),
-                m.as_ref().map_or(0, |m| m.len()),
-                m.and_then(|m| m.modified().ok()),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-/// Hot reload: when the policy directory changes, build a complete new set and swap it in; an
-/// invalid edit is refused (logged with file:line:col) and the previous set keeps serving.
-async fn watch_policies(state: State) {
-    let dir = state.config.policies.clone();
-    let mut seen = policy_fingerprint(&dir);
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tick.tick().await;
-        let now = policy_fingerprint(&dir);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let result = broker_auth::policy::read_dir(&dir)
-            .and_then(|sources| state.auth.policy.reload(sources));
-        match result {
-            Ok(()) => {
-                let set = state.auth.policy.current();
-                for w in set.warnings() {
-                    tracing::warn!(warning = %w, "policy");
-                }
-                tracing::info!(packages = ?set.packages(), "policy reloaded");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "policy change refused; the previous policy keeps serving")
-            }
-        }
-    }
-}
-
 /// Check the responder's configuration (seed files, account map) before serving anything.
 fn prepare_callout(
     state: &State,
@@ -180,15 +128,14 @@ fn prepare_callout(
 /// The embedded MQTT broker on this process's keys, revocations, policy and clock.
 async fn start_mqtt(
     state: &State,
-) -> Result<Option<broker_auth::mqtt::EmbeddedBroker>, SidecarError> {
+) -> Result<Option<broker_auth_mqtt::EmbeddedBroker>, SidecarError> {
     let Some(config) = state.config.mqtt.to_config()? else {
         return Ok(None);
     };
-    let clock = state.clock.clone();
-    let broker = broker_auth::mqtt::EmbeddedBroker::start(
+    let broker = broker_auth_mqtt::EmbeddedBroker::start(
         &config,
         state.auth.clone(),
-        Arc::new(move || clock.now()),
+        state.clock.clone(),
         state.metrics.mqtt_stats.clone(),
     )
     .await
@@ -274,7 +221,11 @@ pub async fn run(
         }
     });
 
-    let watcher = tokio::spawn(watch_policies(state.clone()));
+    let watcher = tokio::spawn(broker_auth_runtime::policy_dir::follow(
+        state.config.policies.clone(),
+        state.auth.policy.clone(),
+        Duration::from_secs(2),
+    ));
 
     // One shutdown signal, several listeners: the REST server and the in-process responder.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -26,7 +26,7 @@ pub struct AppState {
     pub token_config: TokenConfig,
     /// Keys, verifier, revocations and policy (with a verification cache): what every decision
     /// reads, shared with the HTTP broker routes, the MQTT broker and the callout.
-    pub auth: broker_auth::live::LiveAuth,
+    pub auth: broker_auth_runtime::LiveAuth,
     /// The NATS provisioner and resolver, when an operator seed is configured.
     pub provisioner: Option<Arc<crate::provision::Provisioner>>,
     /// Its connections to nats-server (claims pushes, command stream).
@@ -105,7 +105,14 @@ impl AppState {
         token_use: TokenUse,
         sid: &str,
     ) -> Claims {
-        let mut c = Claims::new(&self.token_config, &identity.id, self.now(), ttl, token_use);
+        let mut c = Claims::new(
+            &self.token_config,
+            &identity.id,
+            self.now(),
+            ttl,
+            token_use,
+            &mut OsRng,
+        );
         c.idt = Some(identity.kind);
         c.sid = Some(sid.to_owned());
         c.tenant = identity.tenant.clone();

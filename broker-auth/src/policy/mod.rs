@@ -9,7 +9,6 @@
 mod explain;
 mod testing;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -153,28 +152,6 @@ fn to_json(v: &regorus::Value) -> Result<Json> {
     serde_json::to_value(v).map_err(policy_err)
 }
 
-/// Read every `*.rego` file of `dir` (not recursive; sorted, so errors are reproducible).
-pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::Policy(format!("{}: {e}", dir.display())))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rego") && p.is_file())
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| Error::Policy(format!("{}: {e}", p.display())))?;
-            Ok(PolicySource {
-                path: p.display().to_string(),
-                text,
-            })
-        })
-        .collect()
-}
-
 /// Principals of every type, with and without each shipped role and a tenant, and superusers:
 /// the sample on which the RVM must agree with the interpreter before it is trusted.
 fn cross_check_principals() -> Vec<Principal> {
@@ -222,11 +199,6 @@ fn sample_principal() -> Principal {
 }
 
 impl PolicySet {
-    /// Load and validate a directory.
-    pub fn load_dir(dir: &Path) -> Result<PolicySet> {
-        Self::from_sources(read_dir(dir)?)
-    }
-
     /// Build from sources (test files are kept for [`PolicySet::run_tests`] but not served).
     pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet> {
         if !sources.iter().any(|s| !s.is_test()) {

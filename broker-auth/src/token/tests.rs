@@ -3,6 +3,7 @@
 use super::*;
 use crate::revocation::{NoRevocations, RevocationSet};
 use jsonwebtoken::Header;
+use rand_core::OsRng;
 
 const NOW: UnixTime = 1_700_000_000;
 
@@ -11,9 +12,16 @@ fn cfg() -> TokenConfig {
 }
 
 fn setup(alg: TokenAlg) -> (KeySet, Verifier, Claims) {
-    let key = Arc::new(TokenKey::generate(alg).unwrap());
+    let key = Arc::new(TokenKey::generate(alg, &mut OsRng).unwrap());
     let keys = KeySet::new(vec![key]);
-    let claims = Claims::new(&cfg(), "dev-AAAAAAAAAAAAAAAA", NOW, 3600, TokenUse::Access);
+    let claims = Claims::new(
+        &cfg(),
+        "dev-AAAAAAAAAAAAAAAA",
+        NOW,
+        3600,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     (keys, Verifier::new(cfg()), claims)
 }
 
@@ -236,7 +244,9 @@ fn rotation_keeps_old_tokens_valid_until_the_old_key_is_retired() {
     let (keys, v, claims) = setup(TokenAlg::EdDSA);
     let old_token = keys.sign(&claims).unwrap();
     let old_kid = keys.active().unwrap().kid().to_owned();
-    let rotated = keys.with_key(Arc::new(TokenKey::generate(TokenAlg::ES256).unwrap()));
+    let rotated = keys.with_key(Arc::new(
+        TokenKey::generate(TokenAlg::ES256, &mut OsRng).unwrap(),
+    ));
     let new_token = rotated.sign(&claims).unwrap();
     assert_ne!(rotated.active().unwrap().kid(), old_kid);
     assert!(verify(&rotated, &v, &old_token).is_ok());
@@ -250,7 +260,9 @@ fn rotation_keeps_old_tokens_valid_until_the_old_key_is_retired() {
 fn jwks_round_trip_verifies_and_never_exports_secrets() {
     let (keys, v, claims) = setup(TokenAlg::EdDSA);
     let keys = keys
-        .with_key(Arc::new(TokenKey::generate(TokenAlg::ES256).unwrap()))
+        .with_key(Arc::new(
+            TokenKey::generate(TokenAlg::ES256, &mut OsRng).unwrap(),
+        ))
         .with_key(Arc::new(
             TokenKey::hs256("app-1", SecretBytes::new(vec![7u8; 32])).unwrap(),
         ));
@@ -276,7 +288,14 @@ fn hs256_only_with_an_explicit_key_of_at_least_32_bytes() {
     let key = Arc::new(TokenKey::hs256("app-1", SecretBytes::new(vec![9u8; 32])).unwrap());
     let keys = KeySet::new(vec![key.clone()]);
     assert!(keys.active().is_none(), "HS256 is never the default signer");
-    let claims = Claims::new(&cfg(), "usr-AAAAAAAAAAAAAAAA", NOW, 900, TokenUse::Access);
+    let claims = Claims::new(
+        &cfg(),
+        "usr-AAAAAAAAAAAAAAAA",
+        NOW,
+        900,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     let t = keys.sign_with(&key, &claims).unwrap();
     assert!(verify(&keys, &Verifier::new(cfg()), &t).is_ok());
     assert!(format!("{key:?}").find("9, 9").is_none());
@@ -288,7 +307,14 @@ fn an_apps_key_is_refused_by_plain_verification_and_bound_to_its_tenant() {
     assert_eq!(key.kid(), "app-t1");
     let keys = KeySet::new(vec![key.clone()]);
     let v = Verifier::new(cfg());
-    let mut claims = Claims::new(&cfg(), "usr-AAAAAAAAAAAAAAAA", NOW, 900, TokenUse::Access);
+    let mut claims = Claims::new(
+        &cfg(),
+        "usr-AAAAAAAAAAAAAAAA",
+        NOW,
+        900,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     claims.tenant = Some("t1".into());
     let t = keys.sign_with(&key, &claims).unwrap();
     // Enforcement points (plain verify, the verification cache) never take it.
@@ -317,7 +343,7 @@ fn an_apps_key_is_refused_by_plain_verification_and_bound_to_its_tenant() {
 #[test]
 fn private_keys_survive_a_pkcs8_round_trip() {
     for alg in [TokenAlg::EdDSA, TokenAlg::ES256] {
-        let key = TokenKey::generate(alg).unwrap();
+        let key = TokenKey::generate(alg, &mut OsRng).unwrap();
         let again = TokenKey::from_pkcs8(alg, key.private_material().unwrap().clone()).unwrap();
         assert_eq!(key.kid(), again.kid());
     }
@@ -360,7 +386,9 @@ fn the_verify_cache_rechecks_everything_that_can_change() {
     let r = RevocationSet::new();
     let kid = keys.active().unwrap().kid().to_owned();
     let rotated = keys
-        .with_key(Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap()))
+        .with_key(Arc::new(
+            TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+        ))
         .without(&kid);
     assert_eq!(
         cache.verify(&v, &rotated, &t, NOW, &r, TokenUse::Access),

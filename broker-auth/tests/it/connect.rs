@@ -1,5 +1,6 @@
 //! `authorize_connect` with the shipped policy: the connect-time decision every adapter uses.
 
+use rand_core::OsRng;
 use std::sync::Arc;
 
 use broker_auth::decision::{ConnectContext, authorize_connect};
@@ -21,7 +22,9 @@ struct World {
 fn world() -> World {
     let cfg = TokenConfig::new("https://auth.test", "broker-auth");
     World {
-        keys: KeySet::new(vec![Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap())]),
+        keys: KeySet::new(vec![Arc::new(
+            TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+        )]),
         verifier: Verifier::new(cfg.clone()),
         revocations: RevocationSet::new(),
         policy: super::policy::shipped(),
@@ -41,7 +44,7 @@ impl World {
         }
     }
     fn token(&self, sub: &str, f: impl FnOnce(&mut Claims)) -> String {
-        let mut c = Claims::new(&self.cfg, sub, NOW, 3600, TokenUse::Access);
+        let mut c = Claims::new(&self.cfg, sub, NOW, 3600, TokenUse::Access, &mut OsRng);
         f(&mut c);
         self.keys.sign(&c).unwrap()
     }

@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod connect;
-#[cfg(feature = "mqtt")]
-mod mqtt;
 mod nats_server;
 mod policy;
+mod purity;
 mod wycheproof_vectors;

@@ -12,7 +12,7 @@ pub fn shipped_dir() -> PathBuf {
 }
 
 pub fn shipped() -> PolicySet {
-    PolicySet::load_dir(&shipped_dir()).unwrap()
+    broker_auth_runtime::policy_dir::load_dir(&shipped_dir()).unwrap()
 }
 
 #[test]
@@ -52,7 +52,9 @@ fn a_broken_copy_of_the_policy_fails_with_file_line_col() {
         ),
     )
     .unwrap();
-    let err = PolicySet::load_dir(dir.path()).unwrap_err().to_string();
+    let err = broker_auth_runtime::policy_dir::load_dir(dir.path())
+        .unwrap_err()
+        .to_string();
     let needle = format!("{}:", target.display());
     assert!(err.contains(&needle), "error should name the file: {err}");
     let after = &err[err.find(&needle).unwrap() + needle.len()..];

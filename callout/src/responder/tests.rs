@@ -1,9 +1,9 @@
 use super::*;
+use rand_core::OsRng;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use broker_auth::nats_jwt::claims::{ClientInfo, ConnectOpts, ServerId};
-use broker_auth::policy::PolicySet;
 use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, TokenAlg, TokenConfig, TokenKey, TokenUse};
@@ -15,10 +15,13 @@ const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I
 
 fn shared() -> (Shared, TokenConfig) {
     let cfg = TokenConfig::new("https://auth.test", "broker-auth");
-    let keys = KeySet::new(vec![Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap())]);
-    let policy =
-        PolicySet::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"))
-            .unwrap();
+    let keys = KeySet::new(vec![Arc::new(
+        TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+    )]);
+    let policy = broker_auth_runtime::policy_dir::load_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+    )
+    .unwrap();
     (
         Shared {
             token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
@@ -32,7 +35,7 @@ fn shared() -> (Shared, TokenConfig) {
 }
 
 fn token(s: &Shared, cfg: &TokenConfig, sub: &str, f: impl FnOnce(&mut Claims)) -> String {
-    let mut c = Claims::new(cfg, sub, NOW, 600, TokenUse::Access);
+    let mut c = Claims::new(cfg, sub, NOW, 600, TokenUse::Access, &mut OsRng);
     f(&mut c);
     s.keys.load().sign(&c).unwrap()
 }

@@ -2,13 +2,14 @@
 //! and without xkey: what clients can do, which tokens are refused, expiry, revocation kicks,
 //! queue groups, and restarts of either side.
 
+use rand_core::OsRng;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_nats::ConnectOptions;
-use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
 use callout::service::{ServiceOptions, Stats, subscribe};
@@ -49,7 +50,7 @@ pub struct World {
 impl World {
     pub fn new() -> World {
         let cfg = TokenConfig::new("https://auth.test", "broker-auth");
-        let policy = PolicySet::load_dir(
+        let policy = broker_auth_runtime::policy_dir::load_dir(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         )
         .unwrap();
@@ -57,7 +58,7 @@ impl World {
             shared: Shared {
                 token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
                 keys: Arc::new(ArcSwap::from_pointee(KeySet::new(vec![Arc::new(
-                    TokenKey::generate(TokenAlg::EdDSA).unwrap(),
+                    TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
                 )]))),
                 verifier: Arc::new(Verifier::new(cfg.clone())),
                 revocations: Arc::new(RevocationSet::new()),
@@ -68,7 +69,7 @@ impl World {
     }
 
     pub fn token(&self, sub: &str, ttl: i64, f: impl FnOnce(&mut Claims)) -> String {
-        let mut c = Claims::new(&self.cfg, sub, now(), ttl, TokenUse::Access);
+        let mut c = Claims::new(&self.cfg, sub, now(), ttl, TokenUse::Access, &mut OsRng);
         f(&mut c);
         self.shared.keys.load().sign(&c).unwrap()
     }
@@ -213,8 +214,8 @@ async fn bad_expired_revoked_and_foreign_tokens_are_refused() {
         .shared
         .revocations
         .revoke_session("ann-revoked", now() + 600);
-    let other_keys = TokenKey::generate(TokenAlg::EdDSA).unwrap();
-    let mut c = Claims::new(&world.cfg, dev, now(), 600, TokenUse::Access);
+    let other_keys = TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap();
+    let mut c = Claims::new(&world.cfg, dev, now(), 600, TokenUse::Access, &mut OsRng);
     let forged = KeySet::new(vec![Arc::new(other_keys)]).sign(&c).unwrap();
     c.aud = broker_auth::token::Audience::One("someone-else".into());
     let foreign = world.shared.keys.load().sign(&c).unwrap();

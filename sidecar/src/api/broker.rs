@@ -2,7 +2,7 @@
 //! remote mode, and the plain HTTP backend) and the internal `/internal/mqtt/*` pair.
 //!
 //! Every answer comes from the same connect decision as the embedded broker's hook
-//! ([`broker_auth::live::LiveAuth::authorize`]) and the same grant match, so a principal gets the
+//! ([`broker_auth_runtime::LiveAuth::authorize`]) and the same grant match, so a principal gets the
 //! same yes or no here as on our own MQTT port.
 //!
 //! Responses satisfy go-auth's `status` and `json` response modes at once: 200 with

@@ -7,6 +7,7 @@
 
 use broker_auth::identity::{IdentityType, PublicKey};
 use broker_auth::token::TokenUse;
+use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -96,7 +97,7 @@ async fn device_for_key(state: &State, key: &PublicKey) -> Result<IdentityRecord
         return Err(SidecarError::UnknownIdentity);
     }
     let rec = IdentityRecord {
-        id: IdentityType::Device.new_id(),
+        id: IdentityType::Device.new_id(&mut OsRng),
         kind: IdentityType::Device,
         key_algorithm: Some(key.algorithm()),
         public_key: Some(key.canonical()),

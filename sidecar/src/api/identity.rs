@@ -2,6 +2,7 @@
 
 use broker_auth::identity::{IdentityType, PublicKey};
 use broker_auth::principal::{is_safe_label, is_safe_name};
+use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
@@ -138,7 +139,7 @@ async fn register(
     validate(&req).map_err(reject)?;
     let key = PublicKey::decode_for(req.kind, &req.public_key).map_err(|e| reject(e.into()))?;
     let rec = IdentityRecord {
-        id: req.kind.new_id(),
+        id: req.kind.new_id(&mut OsRng),
         kind: req.kind,
         key_algorithm: Some(key.algorithm()),
         public_key: Some(key.canonical()),

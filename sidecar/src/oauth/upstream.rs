@@ -14,6 +14,7 @@
 //! With `?authorize=<request>` the login answers a pending `/oauth/authorize` request instead:
 //! the person lands in the client's app and the browser goes back to the client with a code.
 
+use rand_core::OsRng;
 use std::time::{Duration, Instant};
 
 use broker_auth::identity::IdentityType;
@@ -278,7 +279,7 @@ fn upsert(
         return Ok(existing);
     }
     let rec = IdentityRecord {
-        id: IdentityType::User.new_id(),
+        id: IdentityType::User.new_id(&mut OsRng),
         kind: IdentityType::User,
         key_algorithm: None,
         public_key: None,

@@ -4,7 +4,7 @@ use crate::store::SledStore;
 fn provisioner(dir: &std::path::Path) -> Provisioner {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
     let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let policy = broker_auth::policy::PolicySet::load_dir(&policies).unwrap();
+    let policy = broker_auth_runtime::policy_dir::load_dir(&policies).unwrap();
     let p = Provisioner::new(
         nkeys::KeyPair::new_operator(),
         MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap(),

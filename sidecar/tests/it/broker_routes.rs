@@ -2,6 +2,7 @@
 //! modes; answers valid in its `status` and `json` response modes), and `/internal/mqtt/*`.
 
 use broker_auth::token::{Claims, TokenUse};
+use rand_core::OsRng;
 use serde_json::{Value, json};
 
 use super::harness::{Harness, Reply, TestKey, harness};
@@ -15,6 +16,7 @@ pub fn mint(h: &Harness, sub: &str, f: impl FnOnce(&mut Claims)) -> String {
         h.clock_now(),
         3600,
         TokenUse::Access,
+        &mut OsRng,
     );
     f(&mut c);
     h.state.sign(&c).unwrap()

@@ -227,14 +227,13 @@ async fn acl_route_and_embedded_broker_agree_on_a_table_of_principals_topics_and
     use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
     let h = harness(&[]);
-    let clock = h.state.clock.clone();
-    let broker = broker_auth::mqtt::EmbeddedBroker::start(
-        &broker_auth::mqtt::MqttConfig {
+    let broker = broker_auth_mqtt::EmbeddedBroker::start(
+        &broker_auth_mqtt::MqttConfig {
             tcp: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         },
         h.state.auth.clone(),
-        std::sync::Arc::new(move || clock.now()),
+        h.state.clock.clone(),
         Default::default(),
     )
     .await

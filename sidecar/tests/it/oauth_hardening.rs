@@ -2,6 +2,7 @@
 //! hostile input on every OAuth route, and an upstream provider that cannot be reached.
 
 use base64::Engine as _;
+use rand_core::OsRng;
 use serde_json::json;
 use warp::http::StatusCode;
 
@@ -96,7 +97,7 @@ async fn an_apps_hs256_key_signs_its_users_tokens_and_speaks_for_no_one_else() {
     let now = h.clock_now();
     // A person of app t1 who signed in upstream, and a registered admin.
     let person = IdentityRecord {
-        id: IdentityType::User.new_id(),
+        id: IdentityType::User.new_id(&mut OsRng),
         kind: IdentityType::User,
         key_algorithm: None,
         public_key: None,
@@ -135,7 +136,14 @@ async fn an_apps_hs256_key_signs_its_users_tokens_and_speaks_for_no_one_else() {
     // Whoever holds the secret can mint; what they mint speaks for no one but the app's people.
     let keys = h.state.auth.keys.load();
     let app_key = keys.get("app-t1").unwrap();
-    let mut forged = Claims::new(&h.state.token_config, &admin_id, now, 900, TokenUse::Access);
+    let mut forged = Claims::new(
+        &h.state.token_config,
+        &admin_id,
+        now,
+        900,
+        TokenUse::Access,
+        &mut OsRng,
+    );
     forged.tenant = Some("t1".into());
     let as_admin = keys.sign_with(app_key, &forged).unwrap();
     let r = h.call("GET", "/apps", None, Some(&as_admin)).await;

@@ -1,7 +1,7 @@
-//! The embedded MQTT broker (rmqtt as a library) with our decisions in its hooks.
+//! # broker-auth-mqtt: the embedded MQTT broker (rmqtt as a library) with our decisions in its hooks
 //!
-//! This is the one module of the crate that opens sockets, which is why it sits behind the `mqtt`
-//! cargo feature: the decision core stays pure, and this adapter wires it into rmqtt's hooks.
+//! A thin adapter: the decisions are the pure core's (`broker-auth`), the live inputs the
+//! runtime's (`broker-auth-runtime`); this crate wires them into rmqtt's hooks and registry.
 //! rmqtt runs on the caller's tokio runtime (one task per connection, no threads of its own).
 //!
 //! rmqtt's defaults are unsafe for an auth product and each is overridden here:
@@ -32,14 +32,23 @@ use rmqtt::net::{Builder, Listener};
 use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
-use crate::UnixTime;
-use crate::error::{Error, Result};
-use crate::grants::CompiledGrants;
-use crate::live::LiveAuth;
+use broker_auth::UnixTime;
+use broker_auth::grants::CompiledGrants;
+use broker_auth_runtime::LiveAuth;
 pub use stats::MqttStats;
 
 /// Where "now" comes from (the sidecar's clock; a manual one in tests).
-pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+pub type Clock = Arc<dyn broker_auth_runtime::Clock>;
+
+/// The embedded broker could not start (bind, TLS material, limits).
+#[derive(Debug, thiserror::Error)]
+#[error("mqtt broker: {what}: {cause}")]
+pub struct MqttError {
+    what: String,
+    cause: String,
+}
+
+type Result<T> = std::result::Result<T, MqttError>;
 
 /// A TLS listener: address plus PEM certificate chain and private key paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +110,7 @@ impl Default for MqttConfig {
 pub struct SessionAuth {
     seq: u64,
     /// Who the session is (kept so a policy reload can recompute its grants).
-    pub principal: crate::Principal,
+    pub principal: broker_auth::Principal,
     /// Token `sub` (what subject revocation names).
     pub subject: String,
     /// Token `sid`, if any.
@@ -133,8 +142,11 @@ pub struct BoundAddrs {
     pub tls: Option<SocketAddr>,
 }
 
-fn broker_err(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Broker(format!("{what}: {e}"))
+fn broker_err(what: &str, e: impl std::fmt::Display) -> MqttError {
+    MqttError {
+        what: what.to_owned(),
+        cause: e.to_string(),
+    }
 }
 
 impl EmbeddedBroker {

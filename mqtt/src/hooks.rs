@@ -4,7 +4,7 @@
 //!   the NATS callout and the HTTP routes produces the grants; the Last Will topic is checked
 //!   against them here because rmqtt never checks wills. The result is parked under the
 //!   connection's `Id` (there is no session yet).
-//!   A client id that holds another identity's session is refused here (see [`super::sessions`]).
+//!   A client id that holds another identity's session is refused here (see [`crate::sessions`]).
 //! - `ClientConnected` (runs before CONNACK): the parked grants move into the session's own
 //!   `extra_attrs` and the session is tracked for expiry and revocation. A connection that
 //!   arrives without parked grants is closed: nothing reaches the ACL hooks unauthenticated.
@@ -25,14 +25,14 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Message, PublishAclResult, Reason, SubscribeAclResult,
 };
 
-use super::sessions;
-use super::stats::MqttStats;
-use super::tracker::Tracker;
-use super::{Clock, SessionAuth};
-use crate::decision::{Authorized, Decision, DenyCode};
-use crate::grants::Action;
-use crate::live::LiveAuth;
-use crate::principal::Protocol;
+use crate::sessions;
+use crate::stats::MqttStats;
+use crate::tracker::Tracker;
+use crate::{Clock, SessionAuth};
+use broker_auth::decision::{Authorized, Decision, DenyCode};
+use broker_auth::grants::Action;
+use broker_auth::principal::Protocol;
+use broker_auth_runtime::LiveAuth;
 
 /// Key of our entry in a session's `extra_attrs`.
 pub(crate) const ATTR: &str = "broker_auth";
@@ -130,9 +130,9 @@ impl Hooks {
         let t0 = Instant::now();
         let token = ci.password().and_then(|p| std::str::from_utf8(p).ok());
         let client_id: &str = ci.client_id();
-        let decision = self
-            .auth
-            .authorize((self.clock)(), token, Protocol::Mqtt, Some(client_id));
+        let decision =
+            self.auth
+                .authorize(self.clock.now(), token, Protocol::Mqtt, Some(client_id));
         let result = match decision {
             Decision::Permit(p) => self.admit(ci, p.value).await,
             Decision::Deny(d) => {

@@ -1,21 +1,24 @@
 //! The embedded broker against real MQTT clients (rumqttc v3.1.1 and v5 here; paho-mqtt in the
-//! sidecar's tests). Each test starts its own broker on a port the OS picks.
+//! sidecar's tests). Each test starts its own broker on a port the OS picks. One test binary
+//! (link time matters on two cores).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod acl;
 mod connect;
 mod lifetime;
 mod sessions;
 
+use rand_core::OsRng;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use broker_auth::live::LiveAuth;
-use broker_auth::mqtt::{EmbeddedBroker, MqttConfig};
 use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
+use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
+use broker_auth_runtime::{Clock, LiveAuth, ManualClock};
 
 pub const DEV: &str = "dev-AAAAAAAAAAAAAAAA";
 pub const OTHER: &str = "dev-BBBBBBBBBBBBBBBB";
@@ -25,8 +28,13 @@ pub struct World {
     pub broker: EmbeddedBroker,
     pub auth: LiveAuth,
     pub cfg: TokenConfig,
-    pub now: Arc<AtomicI64>,
+    pub clock: Arc<ManualClock>,
     pub port: u16,
+}
+
+/// The shipped policies.
+pub fn shipped_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies")
 }
 
 impl World {
@@ -36,41 +44,47 @@ impl World {
 
     pub async fn start_with(mut config: MqttConfig) -> World {
         let cfg = TokenConfig::new("https://auth.test", "broker-auth");
-        let keys = KeySet::new(vec![Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap())]);
+        let keys = KeySet::new(vec![Arc::new(
+            TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+        )]);
         let auth = LiveAuth::new(
             Arc::new(ArcSwap::from_pointee(keys)),
             Arc::new(Verifier::new(cfg.clone())),
             Arc::new(RevocationSet::new()),
-            Arc::new(SharedPolicy::new(super::policy::shipped())),
+            Arc::new(SharedPolicy::new(
+                broker_auth_runtime::policy_dir::load_dir(&shipped_dir()).unwrap(),
+            )),
             1000,
         );
-        let now = Arc::new(AtomicI64::new(test_support::unix_now()));
-        let clock_now = now.clone();
+        let clock = Arc::new(ManualClock::at(test_support::unix_now()));
         config.tcp = Some("127.0.0.1:0".parse().unwrap());
-        let broker = EmbeddedBroker::start(
-            &config,
-            auth.clone(),
-            Arc::new(move || clock_now.load(Ordering::SeqCst)),
-            Default::default(),
-        )
-        .await
-        .unwrap();
+        let broker =
+            EmbeddedBroker::start(&config, auth.clone(), clock.clone(), Default::default())
+                .await
+                .unwrap();
         let port = broker.addrs().tcp.unwrap().port();
         World {
             broker,
             auth,
             cfg,
-            now,
+            clock,
             port,
         }
     }
 
     pub fn now(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
+        self.clock.now()
     }
 
     pub fn token(&self, sub: &str, f: impl FnOnce(&mut Claims)) -> String {
-        let mut c = Claims::new(&self.cfg, sub, self.now(), 3600, TokenUse::Access);
+        let mut c = Claims::new(
+            &self.cfg,
+            sub,
+            self.now(),
+            3600,
+            TokenUse::Access,
+            &mut OsRng,
+        );
         f(&mut c);
         self.auth.keys.load().sign(&c).unwrap()
     }

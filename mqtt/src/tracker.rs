@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use rmqtt::types::{Id, Message, Reason, Tx};
 
-use super::stats::MqttStats;
-use super::{Clock, SessionAuth};
-use crate::UnixTime;
-use crate::policy::{PolicySet, SharedPolicy};
-use crate::revocation::{RevocationSet, Revoked};
+use crate::stats::MqttStats;
+use crate::{Clock, SessionAuth};
+use broker_auth::UnixTime;
+use broker_auth::policy::{PolicySet, SharedPolicy};
+use broker_auth::revocation::{RevocationSet, Revoked};
 
 /// How often expiry and revocation are enforced: the "within 1 s" of the contract with margin.
 pub(crate) const TICK: Duration = Duration::from_millis(250);
@@ -196,7 +196,7 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        cursor = tracker.enforce(clock(), &revocations, cursor, &stats);
+        cursor = tracker.enforce(clock.now(), &revocations, cursor, &stats);
         let now = policy.current();
         if !Arc::ptr_eq(&now, &seen) {
             seen = now.clone();

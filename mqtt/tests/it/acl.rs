@@ -47,7 +47,7 @@ async fn v3_suback_has_one_code_per_filter() {
         assert_eq!(code, want, "{f}");
     }
     assert_eq!(
-        broker_auth::mqtt::MqttStats::get(&w.broker.stats().subscribe_denied),
+        broker_auth_mqtt::MqttStats::get(&w.broker.stats().subscribe_denied),
         5
     );
 }
@@ -153,7 +153,7 @@ async fn v3_denied_publishes_at_every_qos_are_never_delivered() {
         .collect();
     assert_eq!(seen, want);
     assert_eq!(
-        broker_auth::mqtt::MqttStats::get(&w.broker.stats().publish_denied),
+        broker_auth_mqtt::MqttStats::get(&w.broker.stats().publish_denied),
         3
     );
 }

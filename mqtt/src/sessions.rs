@@ -34,12 +34,12 @@ use rmqtt::types::{
     SubscribeReturn, To, Tx, Unsubscribe,
 };
 
-use super::SessionAuth;
-use super::hooks::ATTR;
-use super::stats::MqttStats;
-use super::tracker::Tracker;
-use crate::decision::DenyCode;
-use crate::grants::{Action, CompiledGrants};
+use crate::SessionAuth;
+use crate::hooks::ATTR;
+use crate::stats::MqttStats;
+use crate::tracker::Tracker;
+use broker_auth::decision::DenyCode;
+use broker_auth::grants::{Action, CompiledGrants};
 
 /// Who holds a client id right now.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use broker_auth::mqtt::MqttStats;
+use broker_auth_mqtt::MqttStats;
 use rumqttc::v5::mqttbytes::v5::Packet as P5;
 use rumqttc::{Event, Packet, QoS};
 
@@ -27,7 +27,7 @@ async fn the_session_is_closed_when_the_token_expires() {
     v3_until(&mut el, v3_suback).await;
     assert_eq!(w.broker.sessions(), 1);
     // Past `exp` and past the verifier's clock-skew leeway.
-    w.now.fetch_add(120, std::sync::atomic::Ordering::SeqCst);
+    w.clock.advance(120);
     let took = v3_until_closed(&mut el).await;
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
     assert_eq!(MqttStats::get(&w.broker.stats().closed_expired), 1);
@@ -146,8 +146,8 @@ async fn a_policy_reload_closes_exactly_the_sessions_whose_grants_changed() {
         .await
         .unwrap();
     // Devices may now publish telemetry only; superusers are unchanged.
-    let dir = super::super::policy::shipped_dir();
-    let mut sources = broker_auth::policy::read_dir(&dir).unwrap();
+    let dir = super::shipped_dir();
+    let mut sources = broker_auth_runtime::policy_dir::read_dir(&dir).unwrap();
     let edited = sources
         .iter_mut()
         .find(|s| s.text.contains("\"devices/%s/#\""))

@@ -47,7 +47,7 @@ pub struct MqttStats {
     /// CONNECTs accepted.
     pub connects_accepted: AtomicU64,
     /// CONNECTs refused, by reason code.
-    refused: crate::decision::ReasonCounts,
+    refused: broker_auth::decision::ReasonCounts,
     /// PUBLISHes refused by the ACL.
     pub publish_denied: AtomicU64,
     /// SUBSCRIBE filters refused by the ACL.

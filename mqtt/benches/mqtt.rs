@@ -14,6 +14,7 @@
 //! own identity and token), and resident memory per connected client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use rand_core::OsRng;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -36,7 +37,7 @@ fn device(i: usize) -> String {
 fn serve(kind: &str, port: u16) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let stats = Arc::new(broker_auth::mqtt::MqttStats::default());
+        let stats = Arc::new(broker_auth_mqtt::MqttStats::default());
         let creds = match kind {
             "acl" => serve_acl(port, stats.clone()).await,
             "noacl" => serve_bare(port).await,
@@ -69,37 +70,53 @@ fn serve(kind: &str, port: u16) {
     });
 }
 
-async fn serve_acl(port: u16, stats: Arc<broker_auth::mqtt::MqttStats>) -> Vec<String> {
+async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<String> {
     use arc_swap::ArcSwap;
-    use broker_auth::live::LiveAuth;
-    use broker_auth::mqtt::{EmbeddedBroker, MqttConfig};
-    use broker_auth::policy::{PolicySet, SharedPolicy};
+    use broker_auth::policy::SharedPolicy;
     use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
+    use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
+    use broker_auth_runtime::LiveAuth;
 
     let cfg = TokenConfig::new("bench", "broker-auth");
-    let keys = KeySet::new(vec![Arc::new(TokenKey::generate(TokenAlg::EdDSA).unwrap())]);
+    let keys = KeySet::new(vec![Arc::new(
+        TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+    )]);
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let now = test_support::unix_now();
     let tokens = (0..STORM.max(8))
         .map(|i| {
-            keys.sign(&Claims::new(&cfg, &device(i), now, 3600, TokenUse::Access))
-                .unwrap()
+            keys.sign(&Claims::new(
+                &cfg,
+                &device(i),
+                now,
+                3600,
+                TokenUse::Access,
+                &mut OsRng,
+            ))
+            .unwrap()
         })
         .collect();
     let auth = LiveAuth::new(
         Arc::new(ArcSwap::from_pointee(keys)),
         Arc::new(Verifier::new(cfg)),
         Default::default(),
-        Arc::new(SharedPolicy::new(PolicySet::load_dir(&dir).unwrap())),
+        Arc::new(SharedPolicy::new(
+            broker_auth_runtime::policy_dir::load_dir(&dir).unwrap(),
+        )),
         100_000,
     );
     let config = MqttConfig {
         tcp: Some(([127, 0, 0, 1], port).into()),
         ..Default::default()
     };
-    let broker = EmbeddedBroker::start(&config, auth, Arc::new(test_support::unix_now), stats)
-        .await
-        .unwrap();
+    let broker = EmbeddedBroker::start(
+        &config,
+        auth,
+        Arc::new(broker_auth_runtime::SystemClock),
+        stats,
+    )
+    .await
+    .unwrap();
     std::mem::forget(broker);
     tokens
 }
@@ -109,7 +126,7 @@ async fn serve_bare(port: u16) -> Vec<String> {
     use rmqtt::context::ServerContext;
     use rmqtt::net::Builder;
     use rmqtt::server::MqttServer;
-    let d = broker_auth::mqtt::MqttConfig::default();
+    let d = broker_auth_mqtt::MqttConfig::default();
     let scx = ServerContext::new().busy_check_enable(false).build().await;
     let l = Builder::new()
         .name("bare")

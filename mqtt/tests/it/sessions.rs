@@ -187,11 +187,11 @@ async fn a_resumed_session_keeps_only_what_its_current_grants_cover() {
     );
     let stats = w.broker.stats();
     assert_eq!(
-        broker_auth::mqtt::MqttStats::get(&stats.inherited_subscriptions_dropped),
+        broker_auth_mqtt::MqttStats::get(&stats.inherited_subscriptions_dropped),
         1
     );
     assert_eq!(
-        broker_auth::mqtt::MqttStats::get(&stats.inherited_messages_dropped),
+        broker_auth_mqtt::MqttStats::get(&stats.inherited_messages_dropped),
         1
     );
 }
@@ -237,7 +237,7 @@ async fn racing_connects_of_two_identities_never_both_hold_one_client_id() {
 
 /// The README's opt-in rule: devices connect only as themselves (`<id>`, `<id>-<anything>`).
 pub fn policy_binding_device_client_ids() -> Vec<broker_auth::policy::PolicySource> {
-    let mut sources = broker_auth::policy::read_dir(&super::super::policy::shipped_dir()).unwrap();
+    let mut sources = broker_auth_runtime::policy_dir::read_dir(&super::shipped_dir()).unwrap();
     let broker = sources
         .iter_mut()
         .find(|s| s.path.ends_with("/broker.rego"))

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::decision::{Authorized, ConnectContext, authorize_connect};
-use crate::policy::SharedPolicy;
-use crate::revocation::RevocationSet;
-use crate::token::{KeySet, Verifier, VerifyCache};
-use crate::{Decision, Protocol, UnixTime};
+use broker_auth::decision::{Authorized, ConnectContext, authorize_connect};
+use broker_auth::policy::SharedPolicy;
+use broker_auth::revocation::RevocationSet;
+use broker_auth::token::{KeySet, Verifier, VerifyCache};
+use broker_auth::{Decision, Protocol, UnixTime};
 
 /// Keys, verifier, revocations and policy as they are right now.
 #[derive(Clone)]

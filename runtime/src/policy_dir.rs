@@ -1,0 +1,123 @@
+//! Policies on disk: read a directory of `*.rego` files into sources, and follow it so an edit
+//! is validated and swapped in whole (or refused, and the old set keeps serving).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use broker_auth::policy::{PolicySet, PolicySource, SharedPolicy};
+
+/// A policy directory that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyDirError {
+    /// The directory or a file in it could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was being read.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The files were read but do not make a valid policy set.
+    #[error(transparent)]
+    Invalid(#[from] broker_auth::Error),
+}
+
+/// Read every `*.rego` file of `dir` (not recursive; sorted, so errors are reproducible).
+pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyDirError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PolicyDirError::Io { path, source }
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rego") && p.is_file())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+            Ok(PolicySource {
+                path: p.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+/// Load and validate a directory.
+pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyDirError> {
+    Ok(PolicySet::from_sources(read_dir(dir)?)?)
+}
+
+/// What identifies a version of the directory: every `.rego` file's name, size and mtime.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rego"))
+        .map(|e| {
+            let m = e.metadata().ok();
+            (
+                e.path(),
+                m.as_ref().map_or(0, |m| m.len()),
+                m.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Follow `dir` (checked every `every`): on a change build a complete new set and swap it into
+/// `policy`; an invalid edit is refused (logged with file:line:col) and the previous set keeps
+/// serving. Runs until dropped.
+pub async fn follow(dir: PathBuf, policy: std::sync::Arc<SharedPolicy>, every: Duration) {
+    let mut seen = fingerprint(&dir);
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match read_dir(&dir).and_then(|sources| Ok(policy.reload(sources)?)) {
+            Ok(()) => {
+                let set = policy.current();
+                for w in set.warnings() {
+                    tracing::warn!(warning = %w, "policy");
+                }
+                tracing::info!(packages = ?set.packages(), "policy reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "policy change refused; the previous policy keeps serving")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_rego_files_in_order_and_says_which_path_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.rego"), "package b\nx := 1\n").unwrap();
+        std::fs::write(dir.path().join("a.rego"), "package a\ny := 2\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let s = read_dir(dir.path()).unwrap();
+        let names: Vec<_> = s
+            .iter()
+            .map(|s| s.path.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["a.rego", "b.rego"]);
+        let missing = dir.path().join("nope");
+        let e = read_dir(&missing).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

@@ -113,6 +113,8 @@ pub enum DenyCode {
     ClientIdInUse,
     /// The policy's `client_ids` do not include the MQTT client id.
     ClientIdNotGranted,
+    /// Revocations come from a feed that has not answered recently: nothing can be admitted.
+    RevocationsStale,
 }
 
 impl DenyCode {
@@ -140,6 +142,7 @@ impl DenyCode {
             DenyCode::InvalidTopic => "invalid_topic",
             DenyCode::ClientIdInUse => "client_id_in_use",
             DenyCode::ClientIdNotGranted => "client_id_not_granted",
+            DenyCode::RevocationsStale => "revocations_stale",
         }
     }
 
@@ -154,6 +157,7 @@ impl DenyCode {
                 | DenyCode::InvalidTopic
                 | DenyCode::ClientIdInUse
                 | DenyCode::ClientIdNotGranted
+                | DenyCode::RevocationsStale
         )
     }
 }
@@ -216,10 +220,15 @@ pub fn authorize_connect(
             .verifier
             .verify(ctx.keys, token, ctx.now, ctx.revocations, TokenUse::Access),
     };
-    let claims = match verified {
+    let mut claims = match verified {
         Ok(c) => c,
         Err(code) => return Decision::deny(code, "token rejected"),
     };
+    // What the token says about its identity is stale when the identity changed after it was
+    // issued; read the identity as it is now.
+    if let Some(now_attrs) = ctx.revocations.identity_update(&claims.sub, claims.iat) {
+        now_attrs.apply(&mut claims);
+    }
     let principal = match Principal::from_claims(&claims, protocol, client_id) {
         Ok(p) => p,
         Err(code) => return Decision::deny(code, "token claims are not a valid principal"),

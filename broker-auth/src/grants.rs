@@ -147,6 +147,36 @@ impl CompiledGrants {
         })
     }
 
+    /// Does `self` allow everything `other` allows (topics, subjects, responses)? This is how a
+    /// live connection's grants are found to have shrunk. Conservative: a pattern of `other`
+    /// counts as covered only when one pattern of `self` covers it whole, so a union that covers
+    /// it only together reads as narrower — the connection then reconnects, it is never left
+    /// with more than it may have. Client ids are checked separately (they are per connection).
+    pub fn covers(&self, other: &CompiledGrants) -> bool {
+        if self.superuser {
+            return true;
+        }
+        if other.superuser {
+            return false;
+        }
+        let patterns = |mine: &[Pattern], theirs: &[Pattern]| {
+            theirs
+                .iter()
+                .all(|p| mine.iter().any(|q| q.covers_filter(p.as_str())))
+        };
+        let subjects = |mine: &[String], theirs: &[String]| {
+            theirs
+                .iter()
+                .all(|s| mine.iter().any(|q| topic::nats_covers(q, s)))
+        };
+        let (mine, theirs) = (&self.source.nats, &other.source.nats);
+        patterns(&self.publish, &other.publish)
+            && patterns(&self.subscribe, &other.subscribe)
+            && subjects(&mine.publish, &theirs.publish)
+            && subjects(&mine.subscribe, &theirs.subscribe)
+            && (mine.allow_responses || !theirs.allow_responses)
+    }
+
     /// May the principal connect with this MQTT client id? Grants without `client_ids` allow
     /// any; grants with them refuse a connect that names no client id (nothing to check).
     pub fn allows_client_id(&self, client_id: Option<&str>) -> bool {
@@ -353,6 +383,66 @@ mod tests {
             None,
             "absent stays absent"
         );
+    }
+
+    #[test]
+    fn coverage_tells_a_shrink_from_a_growth() {
+        let g = |publish: &[&str], subscribe: &[&str], nats_sub: &[&str], resp: bool| {
+            CompiledGrants::compile(Grants {
+                publish: publish.iter().map(|s| s.to_string()).collect(),
+                subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+                nats: NatsGrants {
+                    subscribe: nats_sub.iter().map(|s| s.to_string()).collect(),
+                    allow_responses: resp,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        let old = g(
+            &["devices/d1/#"],
+            &["devices/d1/cmd/#"],
+            &["_INBOX.>"],
+            true,
+        );
+        assert!(old.covers(&old));
+        let wider = g(&["devices/#"], &["devices/d1/#"], &["_INBOX.>", "x"], true);
+        assert!(wider.covers(&old) && !old.covers(&wider));
+        for narrower in [
+            g(
+                &["devices/d1/telemetry"],
+                &["devices/d1/cmd/#"],
+                &["_INBOX.>"],
+                true,
+            ),
+            g(
+                &["devices/d1/#"],
+                &["devices/d1/cmd/ota/#"],
+                &["_INBOX.>"],
+                true,
+            ),
+            g(
+                &["devices/d1/#"],
+                &["devices/d1/cmd/#"],
+                &["_INBOX.a.>"],
+                true,
+            ),
+            g(
+                &["devices/d1/#"],
+                &["devices/d1/cmd/#"],
+                &["_INBOX.>"],
+                false,
+            ),
+        ] {
+            assert!(!narrower.covers(&old), "{:?}", narrower.source());
+        }
+        let su = CompiledGrants::compile(Grants {
+            superuser: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(su.covers(&old) && !old.covers(&su));
     }
 
     #[test]

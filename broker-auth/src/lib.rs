@@ -12,6 +12,7 @@
 
 pub mod b64;
 pub mod decision;
+pub mod enforce;
 pub mod error;
 pub mod grants;
 pub mod identity;

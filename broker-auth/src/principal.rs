@@ -95,6 +95,24 @@ impl Principal {
         Ok(p)
     }
 
+    /// The same client as its identity is now: `attrs` replace what the token said about it.
+    pub fn with_attrs(
+        &self,
+        attrs: &crate::revocation::IdentityAttrs,
+    ) -> Result<Principal, DenyCode> {
+        let p = Principal {
+            kind: attrs.kind.unwrap_or(self.kind),
+            tenant: attrs.tenant.clone(),
+            roles: attrs.roles.clone(),
+            scopes: attrs.scopes.clone(),
+            groups: attrs.groups.clone(),
+            devices: attrs.devices.clone(),
+            ..self.clone()
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
     /// Check every name against the safe alphabets.
     pub fn validate(&self) -> Result<(), DenyCode> {
         let names_ok = is_safe_name(&self.id)

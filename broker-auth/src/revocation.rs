@@ -1,13 +1,24 @@
-//! The revocation set: session ids (`sid`) and identity ids whose tokens must stop working.
+//! The revocation set: session ids (`sid`) and identity ids whose tokens must stop working, and
+//! identities whose attributes changed after tokens were issued to them.
 //!
 //! Adapters fill it from the store and the revocation feed; lookups are in-memory reads on the
 //! hot path. Entries carry the time after which every token they could match has expired anyway,
 //! so the set can be pruned without forgetting a live revocation.
+//!
+//! An identity update is not a revocation: a token issued before it still proves who the client
+//! is, but what the token says about the identity (roles, scopes, tenant, devices) is stale, so
+//! the connect decision reads those from the update instead ([`IdentityAttrs::apply`]). A removed
+//! role therefore stops granting at once (live connections are re-checked, the next connect with
+//! the old token does not get it back), and an added one applies at the next connect.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
 
 use crate::UnixTime;
+use crate::identity::IdentityType;
+use crate::token::Claims;
 
 /// Anything that can say whether a session or identity is revoked.
 pub trait Revocations: Send + Sync {
@@ -15,6 +26,48 @@ pub trait Revocations: Send + Sync {
     fn is_session_revoked(&self, sid: &str) -> bool;
     /// True when every token of this identity issued at or before `issued_at` must be refused.
     fn is_subject_revoked(&self, sub: &str, issued_at: UnixTime) -> bool;
+    /// The identity's current attributes, when they changed after a token issued at `issued_at`.
+    fn identity_update(&self, _sub: &str, _issued_at: UnixTime) -> Option<Arc<IdentityAttrs>> {
+        None
+    }
+}
+
+/// What a token says about its identity, as the identity says it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityAttrs {
+    /// Identity type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IdentityType>,
+    /// Tenant (app id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Roles in the tenant.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A gateway's devices.
+    #[serde(default)]
+    pub devices: Vec<String>,
+}
+
+impl IdentityAttrs {
+    /// Replace what `claims` say about the identity by these attributes.
+    pub fn apply(&self, claims: &mut Claims) {
+        if self.kind.is_some() {
+            claims.idt = self.kind;
+        }
+        claims.tenant = self.tenant.clone();
+        claims.app_id = self.tenant.clone();
+        claims.roles = self.roles.clone();
+        claims.scopes = self.scopes.clone();
+        claims.groups = self.groups.clone();
+        claims.devices = self.devices.clone();
+    }
 }
 
 /// No revocations (tests, and tokens without sessions).
@@ -37,7 +90,12 @@ pub enum Revoked {
     Session(String),
     /// Every token of a subject issued up to the instant.
     Subject(String, UnixTime),
+    /// A subject's attributes changed at the instant (tokens issued up to it are stale).
+    Identity(String, UnixTime),
 }
+
+/// An identity's latest update: changed at, attributes now, forget after.
+type IdentityUpdate = (UnixTime, Arc<IdentityAttrs>, UnixTime);
 
 /// How many recent revocations the change log keeps for watchers (connection cutters).
 const CHANGE_LOG: usize = 65_536;
@@ -49,6 +107,8 @@ pub struct RevocationSet {
     sessions: RwLock<HashMap<String, UnixTime>>,
     // subject -> (revoked-before instant, forget-after)
     subjects: RwLock<HashMap<String, (UnixTime, UnixTime)>>,
+    // subject -> its latest update
+    identities: RwLock<HashMap<String, IdentityUpdate>>,
     // (sequence, what) of recent revocations, for whoever must cut live connections
     changes: RwLock<(u64, VecDeque<(u64, Revoked)>)>,
 }
@@ -76,6 +136,29 @@ impl RevocationSet {
             e.1 = e.1.max(forget_after);
         }
         self.log(Revoked::Subject(sub.to_owned(), before));
+    }
+
+    /// Record that `sub`'s attributes are `attrs` since `at`; tokens issued up to `at` are read
+    /// with them until `forget_after` (when every such token has expired).
+    pub fn update_identity(
+        &self,
+        sub: &str,
+        at: UnixTime,
+        attrs: IdentityAttrs,
+        forget_after: UnixTime,
+    ) {
+        if let Ok(mut m) = self.identities.write() {
+            let keep = m.get(sub).is_some_and(|(prev, _, _)| *prev > at);
+            if !keep {
+                m.insert(sub.to_owned(), (at, Arc::new(attrs), forget_after));
+            }
+        }
+        self.log(Revoked::Identity(sub.to_owned(), at));
+    }
+
+    /// The newest recorded sequence number (what a watcher starting now has seen).
+    pub fn cursor(&self) -> u64 {
+        self.changes.read().map(|c| c.0).unwrap_or(0)
     }
 
     fn log(&self, what: Revoked) {
@@ -113,6 +196,9 @@ impl RevocationSet {
         if let Ok(mut m) = self.subjects.write() {
             m.retain(|_, (_, until)| *until > now);
         }
+        if let Ok(mut m) = self.identities.write() {
+            m.retain(|_, (_, _, until)| *until > now);
+        }
     }
 
     /// Number of entries (sessions + subjects).
@@ -140,6 +226,14 @@ impl Revocations for RevocationSet {
             .read()
             .map(|m| m.get(sub).is_some_and(|(before, _)| issued_at <= *before))
             .unwrap_or(true)
+    }
+    fn identity_update(&self, sub: &str, issued_at: UnixTime) -> Option<Arc<IdentityAttrs>> {
+        // A poisoned lock cannot say what changed; the token's own claims are then all we have,
+        // and subject revocation (checked first) still stops a disabled identity.
+        let m = self.identities.read().ok()?;
+        m.get(sub)
+            .filter(|(at, _, _)| issued_at <= *at)
+            .map(|(_, attrs, _)| attrs.clone())
     }
 }
 
@@ -175,5 +269,31 @@ mod tests {
         assert_eq!(r.changes_since(next).0, vec![]);
         r.revoke_session("s2", 400);
         assert_eq!(r.changes_since(next).0, vec![Revoked::Session("s2".into())]);
+    }
+
+    #[test]
+    fn identity_updates_apply_to_tokens_issued_up_to_them() {
+        let r = RevocationSet::new();
+        let attrs = IdentityAttrs {
+            roles: vec!["reader".into()],
+            ..Default::default()
+        };
+        r.update_identity("usr-1", 100, attrs.clone(), 500);
+        assert_eq!(r.identity_update("usr-1", 100).as_deref(), Some(&attrs));
+        assert_eq!(
+            r.identity_update("usr-1", 101),
+            None,
+            "a newer token is current"
+        );
+        assert_eq!(r.identity_update("usr-2", 50), None);
+        // An older update arriving late does not replace a newer one.
+        r.update_identity("usr-1", 90, IdentityAttrs::default(), 500);
+        assert_eq!(r.identity_update("usr-1", 80).as_deref(), Some(&attrs));
+        assert_eq!(
+            r.changes_since(0).0.last(),
+            Some(&Revoked::Identity("usr-1".into(), 90))
+        );
+        r.prune(600);
+        assert_eq!(r.identity_update("usr-1", 80), None);
     }
 }

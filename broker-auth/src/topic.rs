@@ -284,10 +284,52 @@ pub fn nats_matches(pattern: &str, subject: &str) -> bool {
     s.next().is_none()
 }
 
+/// Does NATS pattern `wide` match every subject that pattern `narrow` matches?
+pub fn nats_covers(wide: &str, narrow: &str) -> bool {
+    let (mut w, mut n) = (wide.split('.'), narrow.split('.'));
+    loop {
+        match (w.next(), n.next()) {
+            (None, None) => return true,
+            // `>` takes one or more tokens, and `narrow` has at least one left here.
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(a), Some(b)) if a == b && a != ">" && a != "*" => {}
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn nats_coverage_between_patterns() {
+        for (wide, narrow) in [
+            (">", "a"),
+            (">", "a.>"),
+            ("a.>", "a.b.c"),
+            ("a.>", "a.*"),
+            ("a.*", "a.b"),
+            ("a.*", "a.*"),
+            ("a.b", "a.b"),
+            ("_INBOX.>", "_INBOX.>"),
+        ] {
+            assert!(nats_covers(wide, narrow), "{wide} ⊇ {narrow}");
+        }
+        for (wide, narrow) in [
+            ("a.>", "a"),
+            ("a.*", "a.>"),
+            ("a.*", "a.b.c"),
+            ("a.b", "a.*"),
+            ("a.b", "a.c"),
+            ("a", "a.b"),
+            ("*", ">"),
+        ] {
+            assert!(!nats_covers(wide, narrow), "{wide} ⊉ {narrow}");
+        }
+    }
 
     fn p(s: &str) -> Pattern {
         Pattern::parse(s).unwrap()

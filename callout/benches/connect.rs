@@ -12,10 +12,8 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use broker_auth::nats_jwt::claims::{ClientInfo, ConnectOpts, ServerId};
 use broker_auth::nats_jwt::{self, AuthorizationRequest, NatsClaims, User};
-use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::{NoRevocations, RevocationSet};
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
 use broker_auth::{Principal, Protocol};
@@ -41,15 +39,15 @@ fn shared() -> (Shared, TokenConfig) {
     )
     .unwrap();
     (
-        Shared {
-            token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
-            keys: Arc::new(ArcSwap::from_pointee(KeySet::new(vec![Arc::new(
+        Shared::new(
+            KeySet::new(vec![Arc::new(
                 TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
-            )]))),
-            verifier: Arc::new(Verifier::new(cfg.clone())),
-            revocations: Arc::new(RevocationSet::new()),
-            policy: Arc::new(SharedPolicy::new(policy)),
-        },
+            )]),
+            Verifier::new(cfg.clone()),
+            RevocationSet::new(),
+            policy,
+            100_000,
+        ),
         cfg,
     )
 }
@@ -80,7 +78,7 @@ fn service_time() {
         &mut OsRng,
     );
     c.sid = Some("ann-1".into());
-    let token = s.keys.load().sign(&c).unwrap();
+    let token = s.keys().sign(&c).unwrap();
     let server = nkeys::KeyPair::new_server();
     let server_x = nkeys::XKey::new();
     let ours = nkeys::XKey::from_seed(CURVE_SEED).unwrap();
@@ -121,10 +119,10 @@ fn service_time() {
     )
     .unwrap();
     let t = now();
-    let keys = s.keys.load();
-    let policy = s.policy.current();
+    let keys = s.keys();
+    let policy = s.policy();
     let claims = s
-        .verifier
+        .verifier()
         .verify(&keys, &token, t, &NoRevocations, TokenUse::Access)
         .unwrap();
     let principal = Principal::from_claims(&claims, Protocol::Nats, None).unwrap();
@@ -148,8 +146,8 @@ fn service_time() {
     let tok_verify = median_us(
         || {
             black_box(
-                s.verifier
-                    .verify(&keys, &token, t, s.revocations.as_ref(), TokenUse::Access)
+                s.verifier()
+                    .verify(&keys, &token, t, s.revocations(), TokenUse::Access)
                     .unwrap(),
             );
         },
@@ -197,7 +195,7 @@ fn service_time() {
                 &mut OsRng,
             );
             c.sid = Some(format!("ann-{i}"));
-            let token = s.keys.load().sign(&c).unwrap();
+            let token = s.keys().sign(&c).unwrap();
             let u = nkeys::KeyPair::new_user();
             let mut r = NatsClaims::<AuthorizationRequest>::new(u.public_key());
             r.nats.server_id = ServerId {
@@ -296,7 +294,10 @@ async fn start_responders(url: &str, s: &Shared, xkey: bool, n: usize) -> Vec<on
             client,
             None,
             responder,
-            s.clone(),
+            broker_auth_runtime::Runtime::new(
+                s.clone(),
+                Arc::new(broker_auth_runtime::SystemClock),
+            ),
             ServiceOptions::default(),
             Arc::new(Stats::default()),
         )
@@ -385,7 +386,7 @@ async fn end_to_end() {
             TokenUse::Access,
             &mut OsRng,
         );
-        s.keys.load().sign(&c).unwrap()
+        s.keys().sign(&c).unwrap()
     };
     println!(
         "\n| setup | clients | connects/s | p50 ms | p99 ms | vs static token | nats-server CPU µs/connect | bench process CPU µs/connect |\n|---|---|---|---|---|---|---|---|"

@@ -57,9 +57,13 @@ pub struct CalloutArgs {
     /// Sidecar base URL (split mode: JWKS and revocation feed).
     #[arg(long, env = "SIDECAR_URL")]
     pub sidecar_url: Option<String>,
-    /// Admin API key for the sidecar's revocation feed.
+    /// Admin API key for the sidecar's revocation feed (required by the standalone callout).
     #[arg(long, env = "SIDECAR_TOKEN", hide_env_values = true)]
     pub sidecar_token: Option<SecretString>,
+    /// Seconds without a successful revocation-feed poll after which connects are refused
+    /// (`revocations_stale`) until the feed answers again.
+    #[arg(long, env = "REVOCATIONS_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(i64).range(2..=86_400))]
+    pub revocations_stale_after: i64,
     /// Rego policy directory.
     #[arg(long, env = "POLICY_DIR", default_value = "./policies")]
     pub policies: PathBuf,
@@ -73,18 +77,7 @@ pub struct CalloutArgs {
 
 /// Read a seed file, refusing one that group or others can read.
 pub fn read_seed(path: &Path) -> Result<String, CalloutError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| CalloutError::Config(format!("{}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(CalloutError::Config(format!(
-            "{} is readable by group or others; run `chmod 600` on it",
-            path.display()
-        )));
-    }
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_owned())
-        .map_err(|e| CalloutError::Config(format!("{}: {e}", path.display())))
+    Ok(broker_auth_runtime::secret_file::read_private(path)?)
 }
 
 impl CalloutArgs {
@@ -111,14 +104,7 @@ impl CalloutArgs {
                 let default = nkeys::KeyPair::from_seed(&seed).map_err(|_| {
                     CalloutError::Config(format!("{}: not an nkey seed", target.display()))
                 })?;
-                Responder::operator(
-                    &issuer,
-                    xkey.as_deref(),
-                    crate::responder::Signers {
-                        default,
-                        tenants: Default::default(),
-                    },
-                )
+                Responder::operator(&issuer, xkey.as_deref(), default)
             }
             None => Responder::new(&issuer, xkey.as_deref(), self.accounts()?),
         }
@@ -129,7 +115,14 @@ impl CalloutArgs {
         let opts = match (&self.nats_creds, &self.nats_user, &self.nats_password) {
             (Some(creds), _, _) => async_nats::ConnectOptions::with_credentials_file(creds)
                 .await
-                .map_err(|e| CalloutError::Config(format!("{}: {e}", creds.display())))?,
+                .map_err(|source| {
+                    CalloutError::SecretFile(
+                        broker_auth_runtime::secret_file::SecretFileError::Io {
+                            path: creds.clone(),
+                            source,
+                        },
+                    )
+                })?,
             (None, Some(u), Some(p)) => {
                 async_nats::ConnectOptions::with_user_and_password(u.clone(), p.expose().to_owned())
             }
@@ -144,7 +137,7 @@ impl CalloutArgs {
             .max_reconnects(None)
             .connect(self.nats_url.as_str())
             .await
-            .map_err(|e| CalloutError::Nats(e.to_string()))
+            .map_err(CalloutError::nats("connect"))
     }
 
     pub async fn connect_kicker(&self) -> Result<Option<async_nats::Client>, CalloutError> {
@@ -157,7 +150,7 @@ impl CalloutArgs {
                     .connect(self.nats_url.as_str())
                     .await
                     .map(Some)
-                    .map_err(|e| CalloutError::Nats(e.to_string()))
+                    .map_err(CalloutError::nats("connect the system-account user"))
             }
             _ => Ok(None),
         }

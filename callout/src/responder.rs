@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use broker_auth::enforce::LiveConn;
 use broker_auth::nats_jwt::{self, AuthorizationRequest, AuthorizationResponse, NatsClaims, User};
 use broker_auth::{Decision, DenyCode, Protocol, UnixTime};
 
@@ -35,7 +36,7 @@ impl AccountMap {
 }
 
 /// What happened, for logs, metrics and connection tracking. Never holds the client's token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub server_id: String,
     pub client_cid: Option<u64>,
@@ -44,6 +45,8 @@ pub struct Outcome {
     pub session: Option<String>,
     pub expires_at: Option<UnixTime>,
     pub result: Result<&'static str, DenyCode>,
+    /// What an allowed connection was admitted on, for the enforcement runtime.
+    pub conn: Option<std::sync::Arc<LiveConn>>,
 }
 
 /// Signs responses (config mode: the issuer account) and opens/seals xkey traffic.
@@ -53,23 +56,7 @@ pub struct Responder {
     accounts: AccountMap,
     // Operator mode: user JWTs are signed by the target account's key (which must be in the
     // callout account's `allowed_accounts`); config mode signs them with `issuer`.
-    signers: Option<Signers>,
-}
-
-/// Operator mode: the account keys user JWTs are issued by.
-pub struct Signers {
-    /// Account for principals without a tenant mapping.
-    pub default: nkeys::KeyPair,
-    /// tenant → account key.
-    pub tenants: HashMap<String, nkeys::KeyPair>,
-}
-
-impl Signers {
-    fn for_tenant(&self, tenant: Option<&str>) -> &nkeys::KeyPair {
-        tenant
-            .and_then(|t| self.tenants.get(t))
-            .unwrap_or(&self.default)
-    }
+    target: Option<nkeys::KeyPair>,
 }
 
 impl std::fmt::Debug for Responder {
@@ -122,28 +109,24 @@ impl Responder {
             issuer,
             xkey,
             accounts,
-            signers: None,
+            target: None,
         })
     }
 
     /// Operator mode: `callout_account_seed` signs responses (the account whose `authorization`
-    /// names this responder); user JWTs are issued by the target account keys in `signers`.
+    /// names this responder); user JWTs are issued by the `target` account, where clients land.
     pub fn operator(
         callout_account_seed: &str,
         xkey_seed: Option<&str>,
-        signers: Signers,
+        target: nkeys::KeyPair,
     ) -> Result<Responder, CalloutError> {
-        let all_accounts = std::iter::once(&signers.default).chain(signers.tenants.values());
-        if all_accounts
-            .into_iter()
-            .any(|k| !k.public_key().starts_with('A'))
-        {
+        if !target.public_key().starts_with('A') {
             return Err(CalloutError::Config(
-                "target account signers must be account keys (SA…)".into(),
+                "the target account signer must be an account key (SA…)".into(),
             ));
         }
         let mut r = Responder::new(callout_account_seed, xkey_seed, AccountMap::default())?;
-        r.signers = Some(signers);
+        r.target = Some(target);
         Ok(r)
     }
 
@@ -184,6 +167,7 @@ impl Responder {
             session: None,
             expires_at: None,
             result: Err(DenyCode::MissingToken),
+            conn: None,
         };
         let mut response = NatsClaims::<AuthorizationResponse>::new(r.user_nkey.clone());
         response.aud = r.server_id.id.clone();
@@ -191,7 +175,7 @@ impl Responder {
         if req.iss != r.server_id.id || !r.user_nkey.starts_with('U') {
             outcome.result = Err(DenyCode::MalformedToken);
         } else {
-            outcome.result = self.decide(shared, r, now, &mut response, &mut outcome);
+            outcome.result = self.decide(shared, r, now, &mut response, &mut outcome)?;
         }
         if let Err(code) = outcome.result {
             response.nats.jwt = None;
@@ -215,7 +199,7 @@ impl Responder {
         now: UnixTime,
         response: &mut NatsClaims<AuthorizationResponse>,
         outcome: &mut Outcome,
-    ) -> Result<&'static str, DenyCode> {
+    ) -> Result<Result<&'static str, DenyCode>, Unanswerable> {
         let o = &r.connect_opts;
         let token = [&o.auth_token, &o.pass, &o.jwt]
             .into_iter()
@@ -232,9 +216,10 @@ impl Responder {
             .or(r.client_info.name.as_deref());
         let permit = match shared.authorize(now, token, protocol, client_id) {
             Decision::Permit(p) => p,
-            Decision::Deny(d) => return Err(d.code),
+            Decision::Deny(d) => return Ok(Err(d.code)),
         };
         let a = permit.value;
+        outcome.conn = Some(std::sync::Arc::new(LiveConn::from(&a)));
         outcome.principal = Some(a.principal.id.clone());
         outcome.session = a.claims.sid.clone();
         outcome.expires_at = Some(a.claims.exp);
@@ -244,10 +229,9 @@ impl Responder {
         user.exp = a.claims.exp;
         user.nats.permissions = permissions_for(&a.grants);
         let tenant = a.principal.tenant.as_deref();
-        let signer = match &self.signers {
+        let signer = match &self.target {
             // Operator mode: the issuing account is where the client lands.
-            Some(s) => {
-                let k = s.for_tenant(tenant);
+            Some(k) => {
                 user.aud = k.public_key();
                 k
             }
@@ -257,10 +241,11 @@ impl Responder {
                 &self.issuer
             }
         };
-        let user_jwt =
-            nats_jwt::encode(&mut user, signer, now).map_err(|_| DenyCode::PolicyError)?;
+        // Failing to sign is ours, not the client's: no answer, so the server refuses it.
+        let user_jwt = nats_jwt::encode(&mut user, signer, now)
+            .map_err(|e| Unanswerable::Sign(e.to_string()))?;
         response.nats.jwt = Some(user_jwt);
-        Ok(permit.reason)
+        Ok(Ok(permit.reason))
     }
 }
 

@@ -71,11 +71,9 @@ fn serve(kind: &str, port: u16) {
 }
 
 async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<String> {
-    use arc_swap::ArcSwap;
-    use broker_auth::policy::SharedPolicy;
     use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
     use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
-    use broker_auth_runtime::LiveAuth;
+    use broker_auth_runtime::{LiveAuth, Runtime};
 
     let cfg = TokenConfig::new("bench", "broker-auth");
     let keys = KeySet::new(vec![Arc::new(
@@ -97,26 +95,22 @@ async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<St
         })
         .collect();
     let auth = LiveAuth::new(
-        Arc::new(ArcSwap::from_pointee(keys)),
-        Arc::new(Verifier::new(cfg)),
+        keys,
+        Verifier::new(cfg),
         Default::default(),
-        Arc::new(SharedPolicy::new(
-            broker_auth_runtime::policy_dir::load_dir(&dir).unwrap(),
-        )),
+        broker_auth_runtime::policy_dir::load_dir(&dir).unwrap(),
         100_000,
     );
+    // What `sidecar serve` runs: the broker on a runtime whose enforcement task is running.
+    let runtime = Runtime::new(auth, Arc::new(broker_auth_runtime::SystemClock));
+    std::mem::forget(runtime.spawn_enforcement());
     let config = MqttConfig {
         tcp: Some(([127, 0, 0, 1], port).into()),
         ..Default::default()
     };
-    let broker = EmbeddedBroker::start(
-        &config,
-        auth,
-        Arc::new(broker_auth_runtime::SystemClock),
-        stats,
-    )
-    .await
-    .unwrap();
+    let broker = EmbeddedBroker::start(&config, runtime, stats)
+        .await
+        .unwrap();
     std::mem::forget(broker);
     tokens
 }

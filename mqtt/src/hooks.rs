@@ -1,22 +1,30 @@
 //! The rmqtt hook handlers: one decision at CONNECT, pattern matches afterwards.
 //!
-//! - `ClientAuthenticate`: the password is the access token. The same [`LiveAuth::authorize`] as
-//!   the NATS callout and the HTTP routes produces the grants; the Last Will topic is checked
-//!   against them here because rmqtt never checks wills. The result is parked under the
-//!   connection's `Id` (there is no session yet).
-//!   A client id that holds another identity's session is refused here (see [`crate::sessions`]).
+//! - `ClientAuthenticate`: the password is the access token. The same
+//!   [`broker_auth_runtime::LiveAuth::authorize`] as the NATS callout and the HTTP routes produces
+//!   the grants; the Last Will topic is checked against them here because rmqtt never checks
+//!   wills, and a client id that holds another identity's session is refused (see
+//!   [`crate::sessions`]). The result is parked under the connection's `Id` (there is no session
+//!   yet).
 //! - `ClientConnected` (runs before CONNACK): the parked grants move into the session's own
-//!   `extra_attrs` and the session is tracked for expiry and revocation. A connection that
-//!   arrives without parked grants is closed: nothing reaches the ACL hooks unauthenticated.
+//!   `extra_attrs` and the session is admitted to the runtime's registry, which ends it on expiry,
+//!   revocation or narrowed grants. A connection that arrives without parked grants is closed:
+//!   nothing reaches the ACL hooks unauthenticated.
 //! - `ClientSubscribeCheckAcl` / `MessagePublishCheckAcl`: a match against the compiled grants,
-//!   never a Rego evaluation. A session without grants is denied (rmqtt would allow).
-//! - `ClientDisconnected` / `SessionTerminated`: stop tracking.
+//!   never a Rego evaluation. A session without grants is denied (rmqtt would allow); every
+//!   denial is counted by its reason code, which a v5 PUBACK/PUBREC also carries.
+//! - `ClientDisconnected` / `SessionTerminated`: the registry forgets the session.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use broker_auth::decision::{Authorized, Decision, DenyCode};
+use broker_auth::enforce::LiveConn;
+use broker_auth::grants::Action;
+use broker_auth::principal::Protocol;
+use broker_auth_runtime::Runtime;
 use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
@@ -25,22 +33,17 @@ use rmqtt::types::{
     AuthResult, ConnectInfo, LastWill, Message, PublishAclResult, Reason, SubscribeAclResult,
 };
 
+use crate::parked::Parked;
 use crate::sessions;
 use crate::stats::MqttStats;
-use crate::tracker::Tracker;
-use crate::{Clock, SessionAuth};
-use broker_auth::decision::{Authorized, Decision, DenyCode};
-use broker_auth::grants::Action;
-use broker_auth::principal::Protocol;
-use broker_auth_runtime::LiveAuth;
+use crate::{SessionAuth, SessionEnder};
 
 /// Key of our entry in a session's `extra_attrs`.
 pub(crate) const ATTR: &str = "broker_auth";
 
 pub(crate) struct Hooks {
-    pub(crate) auth: LiveAuth,
-    pub(crate) clock: Clock,
-    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) runtime: Runtime,
+    pub(crate) parked: Arc<Parked>,
     pub(crate) stats: Arc<MqttStats>,
     pub(crate) scx: ServerContext,
 }
@@ -63,38 +66,32 @@ impl Handler for Handle {
             }
             Parameter::ClientSubscribeCheckAcl(s, sub) => {
                 let t0 = Instant::now();
-                let ok = h.check(s, Action::Subscribe, &sub.topic_filter).await;
+                let denied = h.check(s, Action::Subscribe, &sub.topic_filter).await;
                 h.stats.acl_latency.observe(t0.elapsed());
-                let r = if ok {
-                    SubscribeAclResult::new_success(sub.opts.qos(), None)
-                } else {
-                    h.stats.subscribe_denied.fetch_add(1, Ordering::Relaxed);
-                    SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                let r = match denied {
+                    None => SubscribeAclResult::new_success(sub.opts.qos(), None),
+                    Some(code) => {
+                        h.stats.deny(Action::Subscribe, code);
+                        SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized)
+                    }
                 };
                 (false, Some(HookResult::SubscribeAclResult(r)))
             }
             Parameter::MessagePublishCheckAcl(s, p) => {
                 let t0 = sampled();
-                let ok = h.check(s, Action::Publish, &p.topic).await;
+                let denied = h.check(s, Action::Publish, &p.topic).await;
                 h.observe_acl(t0);
-                let r = if ok {
-                    PublishAclResult::allow()
-                } else {
-                    h.stats.publish_denied.fetch_add(1, Ordering::Relaxed);
-                    PublishAclResult::rejected(false, Some("not authorized".into()))
+                let r = match denied {
+                    None => PublishAclResult::allow(),
+                    Some(code) => {
+                        h.stats.deny(Action::Publish, code);
+                        PublishAclResult::rejected(false, Some(code.as_str().into()))
+                    }
                 };
                 (false, Some(HookResult::PublishAclResult(r)))
             }
             Parameter::ClientDisconnected(s, _) | Parameter::SessionTerminated(s, _) => {
-                if let Some(seq) = s
-                    .extra_attrs
-                    .read()
-                    .await
-                    .get::<Arc<SessionAuth>>(ATTR)
-                    .map(|a| a.seq)
-                {
-                    h.tracker.forget(seq);
-                }
+                h.gone(s).await;
                 (true, acc)
             }
             _ => (true, acc),
@@ -131,8 +128,9 @@ impl Hooks {
         let token = ci.password().and_then(|p| std::str::from_utf8(p).ok());
         let client_id: &str = ci.client_id();
         let decision =
-            self.auth
-                .authorize(self.clock.now(), token, Protocol::Mqtt, Some(client_id));
+            self.runtime
+                .live
+                .authorize(self.runtime.now(), token, Protocol::Mqtt, Some(client_id));
         let result = match decision {
             Decision::Permit(p) => self.admit(ci, p.value).await,
             Decision::Deny(d) => {
@@ -158,22 +156,16 @@ impl Hooks {
             return AuthResult::NotAuthorized;
         }
         let session = self.holder_session(ci).await;
-        let held = sessions::holder(session, &self.tracker).await;
+        let held = sessions::holder(session, &self.parked).await;
         if !sessions::may_take(&held, &a.claims.sub) {
             self.refuse(ci, DenyCode::ClientIdInUse.as_str());
             return AuthResult::NotAuthorized;
         }
         let superuser = a.grants.superuser();
-        let auth = Arc::new(SessionAuth {
-            seq: self.tracker.next_seq(),
-            principal: a.principal,
-            subject: a.claims.sub,
-            sid: a.claims.sid,
-            issued_at: a.claims.iat,
-            exp: a.claims.exp,
-            grants: a.grants,
-        });
-        self.tracker.park(ci.id().clone(), auth);
+        self.parked.park(
+            ci.id().clone(),
+            Arc::new(SessionAuth::new(LiveConn::from(&a))),
+        );
         self.stats.connects_accepted.fetch_add(1, Ordering::Relaxed);
         AuthResult::Allow(superuser, None)
     }
@@ -208,7 +200,7 @@ impl Hooks {
     async fn connected(&self, s: &Session) {
         // Read the parked grants without taking them: until the attributes below are written,
         // the parked entry is what tells a concurrent CONNECT who owns this session.
-        let Some(auth) = self.tracker.parked(&s.id) else {
+        let Some(auth) = self.parked.parked(&s.id) else {
             // Authenticated by something other than our hook: refuse to serve it.
             tracing::warn!(client_id = %s.id.client_id, "mqtt session without grants; closing");
             if let Some(tx) = self.scx.extends.shared().await.entry(s.id.clone()).tx() {
@@ -220,25 +212,49 @@ impl Hooks {
             .write()
             .await
             .insert(ATTR.into(), auth.clone());
-        self.tracker.unpark(&s.id);
-        match self.scx.extends.shared().await.entry(s.id.clone()).tx() {
-            Some(tx) => self.tracker.track(tx, auth),
-            None => tracing::warn!(client_id = %s.id.client_id, "mqtt session has no channel"),
+        self.parked.unpark(&s.id);
+        let Some(tx) = self.scx.extends.shared().await.entry(s.id.clone()).tx() else {
+            tracing::warn!(client_id = %s.id.client_id, "mqtt session has no channel");
+            return;
+        };
+        let ender = Arc::new(SessionEnder {
+            tx,
+            stats: self.stats.clone(),
+        });
+        let id = self.runtime.enforcer.admit(auth.conn.clone(), ender);
+        let _ = auth.id.set(id);
+        self.stats.live_sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn gone(&self, s: &Session) {
+        let auth = s
+            .extra_attrs
+            .read()
+            .await
+            .get::<Arc<SessionAuth>>(ATTR)
+            .cloned();
+        let Some(auth) = auth else { return };
+        if auth.gone.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Some(id) = auth.id.get() {
+            self.runtime.enforcer.forget(*id);
+            self.stats.live_sessions.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    async fn check(&self, s: &Session, action: Action, topic: &str) -> bool {
-        let allows = |attrs: &rmqtt::types::ExtraAttrs| {
-            attrs
-                .get::<Arc<SessionAuth>>(ATTR)
-                .is_some_and(|a| a.grants.allows(action, topic))
+    /// `None` when allowed, else the reason code.
+    async fn check(&self, s: &Session, action: Action, topic: &str) -> Option<DenyCode> {
+        let denial = |attrs: &rmqtt::types::ExtraAttrs| match attrs.get::<Arc<SessionAuth>>(ATTR) {
+            None => Some(DenyCode::MissingToken),
+            Some(a) => a.conn.grants.check(action, topic).denial().map(|d| d.code),
         };
         // Only `connected` ever writes, once, before the first message: the lock is free here.
         // `try_read` does not yield to the scheduler the way an awaited acquire does (tokio's
         // cooperative budget), which cost more than the check itself under load.
         match s.extra_attrs.try_read() {
-            Ok(attrs) => allows(&attrs),
-            Err(_) => allows(&*s.extra_attrs.read().await),
+            Ok(attrs) => denial(&attrs),
+            Err(_) => denial(&*s.extra_attrs.read().await),
         }
     }
 }

@@ -16,9 +16,9 @@
 //! ([`sessions`]).
 
 mod hooks;
+mod parked;
 mod sessions;
 pub mod stats;
-mod tracker;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -32,13 +32,10 @@ use rmqtt::net::{Builder, Listener};
 use rmqtt::server::MqttServer;
 use tokio::task::JoinHandle;
 
-use broker_auth::UnixTime;
-use broker_auth::grants::CompiledGrants;
-use broker_auth_runtime::LiveAuth;
+use broker_auth::enforce::{ConnId, EndReason, LiveConn};
+use broker_auth_runtime::{Ender, Runtime};
+use rmqtt::types::{Message, Reason, Tx};
 pub use stats::MqttStats;
-
-/// Where "now" comes from (the sidecar's clock; a manual one in tests).
-pub type Clock = Arc<dyn broker_auth_runtime::Clock>;
 
 /// The embedded broker could not start (bind, TLS material, limits).
 #[derive(Debug, thiserror::Error)]
@@ -108,26 +105,44 @@ impl Default for MqttConfig {
 /// What a connected session may do, kept in the session for its lifetime.
 #[derive(Debug)]
 pub struct SessionAuth {
-    seq: u64,
-    /// Who the session is (kept so a policy reload can recompute its grants).
-    pub principal: broker_auth::Principal,
-    /// Token `sub` (what subject revocation names).
-    pub subject: String,
-    /// Token `sid`, if any.
-    pub sid: Option<String>,
-    /// Token `iat`.
-    pub issued_at: UnixTime,
-    /// Token `exp`: the session is closed then.
-    pub exp: UnixTime,
-    /// Compiled grants for the per-message checks.
-    pub grants: Arc<CompiledGrants>,
+    /// What the session was admitted on: principal, token, grants for the per-message checks.
+    pub conn: Arc<LiveConn>,
+    /// Its key in the runtime's registry, once admitted.
+    id: std::sync::OnceLock<ConnId>,
+    /// Set when the session went away (rmqtt reports it more than once).
+    gone: std::sync::atomic::AtomicBool,
+}
+
+impl SessionAuth {
+    fn new(conn: LiveConn) -> Self {
+        SessionAuth {
+            conn: Arc::new(conn),
+            id: Default::default(),
+            gone: Default::default(),
+        }
+    }
+}
+
+/// How the runtime closes an MQTT session: its channel, with the reason, counted.
+struct SessionEnder {
+    tx: Tx,
+    stats: Arc<MqttStats>,
+}
+
+impl Ender for SessionEnder {
+    fn end(&self, _conn: &LiveConn, reason: EndReason) {
+        self.stats.closed(reason);
+        // The session may already be gone; then there is nothing left to close.
+        let _ = self
+            .tx
+            .unbounded_send(Message::Closed(Reason::from_static(reason.as_str())));
+    }
 }
 
 /// A running embedded broker.
 pub struct EmbeddedBroker {
     addrs: BoundAddrs,
     stats: Arc<MqttStats>,
-    tracker: Arc<tracker::Tracker>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -152,11 +167,11 @@ fn broker_err(what: &str, e: impl std::fmt::Display) -> MqttError {
 impl EmbeddedBroker {
     /// Bind every configured listener, install the hooks and start serving on the current
     /// tokio runtime. Binding errors (port in use, unreadable TLS files) are returned here.
-    /// `stats` is where the hooks count (the caller's metrics exporter reads it).
+    /// Decisions come from `runtime`, whose enforcement task (started by the caller, shared
+    /// with the process's other adapters) ends sessions; `stats` is where the hooks count.
     pub async fn start(
         config: &MqttConfig,
-        auth: LiveAuth,
-        clock: Clock,
+        runtime: Runtime,
         stats: Arc<MqttStats>,
     ) -> Result<Self> {
         let scx = ServerContext::new()
@@ -164,16 +179,15 @@ impl EmbeddedBroker {
             .mqtt_max_sessions(0)
             .build()
             .await;
-        let tracker = Arc::new(tracker::Tracker::default());
+        let parked = Arc::new(parked::Parked::default());
         let hooks = Arc::new(hooks::Hooks {
-            auth: auth.clone(),
-            clock: clock.clone(),
-            tracker: tracker.clone(),
+            runtime,
+            parked: parked.clone(),
             stats: stats.clone(),
             scx: scx.clone(),
         });
         sessions::install(Arc::new(sessions::Guard {
-            tracker: tracker.clone(),
+            parked,
             stats: stats.clone(),
             scx: scx.clone(),
         }))
@@ -222,22 +236,14 @@ impl EmbeddedBroker {
             server = server.listener(l.tls().map_err(|e| broker_err("tls", e))?);
         }
         let server = server.build();
-        let mut tasks = vec![tokio::spawn(async move {
+        let tasks = vec![tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         })];
-        tasks.push(tokio::spawn(tracker::run(
-            tracker.clone(),
-            auth.revocations.clone(),
-            auth.policy.clone(),
-            clock,
-            stats.clone(),
-        )));
         Ok(Self {
             addrs,
             stats,
-            tracker,
             tasks,
         })
     }
@@ -254,10 +260,15 @@ impl EmbeddedBroker {
 
     /// Connected sessions we hold grants for.
     pub fn sessions(&self) -> usize {
-        self.tracker.len()
+        usize::try_from(
+            self.stats
+                .live_sessions
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+        .unwrap_or(0)
     }
 
-    /// Stop accepting connections and stop enforcing (connections already open are dropped with
+    /// Stop accepting connections (connections already open are dropped with
     /// the runtime).
     pub fn shutdown(self) {
         for t in &self.tasks {

@@ -36,8 +36,8 @@ use rmqtt::types::{
 
 use crate::SessionAuth;
 use crate::hooks::ATTR;
+use crate::parked::Parked;
 use crate::stats::MqttStats;
-use crate::tracker::Tracker;
 use broker_auth::decision::DenyCode;
 use broker_auth::grants::{Action, CompiledGrants};
 
@@ -62,14 +62,14 @@ pub(crate) fn may_take(holder: &Holder, newcomer: &str) -> bool {
 }
 
 /// The holder of `session` (the one rmqtt has under a client id), if any.
-pub(crate) async fn holder(session: Option<Session>, tracker: &Tracker) -> Holder {
+pub(crate) async fn holder(session: Option<Session>, parked: &Parked) -> Holder {
     let Some(s) = session else {
         return Holder::Free;
     };
     let owner = |attrs: &rmqtt::types::ExtraAttrs| {
         attrs
             .get::<Arc<SessionAuth>>(ATTR)
-            .map(|a| a.subject.clone())
+            .map(|a| a.conn.subject.clone())
     };
     let from_attrs = match s.extra_attrs.try_read() {
         Ok(attrs) => owner(&attrs),
@@ -77,7 +77,7 @@ pub(crate) async fn holder(session: Option<Session>, tracker: &Tracker) -> Holde
     };
     // Between rmqtt registering a session and our `ClientConnected` hook filling its attributes,
     // the authentication is still parked under the session's connection id.
-    match from_attrs.or_else(|| tracker.parked(&s.id).map(|a| a.subject.clone())) {
+    match from_attrs.or_else(|| parked.parked(&s.id).map(|a| a.conn.subject.clone())) {
         Some(o) => Holder::Owner(o),
         None => Holder::Unknown,
     }
@@ -118,7 +118,7 @@ pub(crate) fn inherit(info: &mut OfflineInfo, grants: &CompiledGrants) -> Droppe
 
 /// What the wrappers need: the parked authentications, the counters, and the router.
 pub(crate) struct Guard {
-    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) parked: Arc<Parked>,
     pub(crate) stats: Arc<MqttStats>,
     pub(crate) scx: ServerContext,
 }
@@ -133,15 +133,15 @@ impl Guard {
         is_admin: IsAdmin,
     ) -> rmqtt::Result<OfflineSession> {
         let id = entry.id();
-        let Some(newcomer) = self.tracker.parked(&id) else {
+        let Some(newcomer) = self.parked.parked(&id) else {
             // Only handshakes kick, and only after our authentication hook parked a decision.
             return Err(rmqtt::Error::msg(
                 "takeover without an authenticated CONNECT",
             ));
         };
-        let held = holder(entry.session(), &self.tracker).await;
-        if !may_take(&held, &newcomer.subject) {
-            self.tracker.unpark(&id);
+        let held = holder(entry.session(), &self.parked).await;
+        if !may_take(&held, &newcomer.conn.subject) {
+            self.parked.unpark(&id);
             self.stats.refuse(DenyCode::ClientIdInUse.as_str());
             tracing::warn!(
                 client_id = %id.client_id,
@@ -154,7 +154,7 @@ impl Guard {
             .kick(clean_start, clear_subscriptions, is_admin)
             .await?;
         if let OfflineSession::Exist(Some(info)) = &mut out {
-            let dropped = inherit(info, &newcomer.grants);
+            let dropped = inherit(info, &newcomer.conn.grants);
             self.forget_routes(info, &dropped.subscriptions).await;
             count(&self.stats, &dropped);
             if dropped != Dropped::default() {

@@ -52,12 +52,18 @@ pub struct MqttStats {
     pub publish_denied: AtomicU64,
     /// SUBSCRIBE filters refused by the ACL.
     pub subscribe_denied: AtomicU64,
+    /// ACL refusals by reason code.
+    denied_by_reason: broker_auth::decision::ReasonCounts,
     /// Sessions closed because their token expired.
     pub closed_expired: AtomicU64,
     /// Sessions closed because their session or identity was revoked.
     pub closed_revoked: AtomicU64,
-    /// Sessions closed because a policy reload changed their grants.
+    /// Sessions closed because a policy change narrowed their grants.
     pub closed_policy: AtomicU64,
+    /// Sessions closed because a change to their identity narrowed their grants.
+    pub closed_identity: AtomicU64,
+    /// Sessions connected now (admitted, not yet gone).
+    pub live_sessions: std::sync::atomic::AtomicI64,
     /// Subscriptions a resumed session inherited but its current grants no longer cover.
     pub inherited_subscriptions_dropped: AtomicU64,
     /// Queued or in-flight messages a resumed session inherited outside its current grants.
@@ -71,6 +77,33 @@ pub struct MqttStats {
 impl MqttStats {
     pub(crate) fn refuse(&self, reason: &'static str) {
         self.refused.add(reason);
+    }
+
+    /// Count a session the runtime ended.
+    pub(crate) fn closed(&self, reason: broker_auth::enforce::EndReason) {
+        use broker_auth::enforce::EndReason as R;
+        let c = match reason {
+            R::Expired => &self.closed_expired,
+            R::Revoked => &self.closed_revoked,
+            R::PolicyChanged => &self.closed_policy,
+            R::IdentityChanged => &self.closed_identity,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a refused SUBSCRIBE filter or PUBLISH, by action and reason code.
+    pub(crate) fn deny(&self, action: broker_auth::Action, code: broker_auth::DenyCode) {
+        let c = match action {
+            broker_auth::Action::Publish => &self.publish_denied,
+            _ => &self.subscribe_denied,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.denied_by_reason.add(code.as_str());
+    }
+
+    /// Refused SUBSCRIBE filters and PUBLISHes by reason code, sorted.
+    pub fn denials(&self) -> Vec<(&'static str, u64)> {
+        self.denied_by_reason.sorted()
     }
 
     /// Refused CONNECTs by reason code, sorted.

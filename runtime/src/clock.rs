@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use broker_auth::UnixTime;
+use tokio::sync::watch;
 
 /// Where "now" comes from.
 pub trait Clock: Send + Sync {
@@ -13,6 +14,11 @@ pub trait Clock: Send + Sync {
     /// Seconds since the Unix epoch.
     fn now(&self) -> UnixTime {
         self.now_millis().div_euclid(1000)
+    }
+    /// For a clock that jumps (a test's): told each time it moves, so a task waiting for a
+    /// deadline wakes. The wall clock returns `None` (it is waited on with timers).
+    fn ticks(&self) -> Option<watch::Receiver<i64>> {
+        None
     }
 }
 
@@ -29,26 +35,39 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock tests set and advance.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicI64);
+/// A clock tests set and advance; whoever waits on it is told when it moves.
+#[derive(Debug)]
+pub struct ManualClock {
+    millis: AtomicI64,
+    moved: watch::Sender<i64>,
+}
 
 impl ManualClock {
     /// A clock standing at `seconds`.
     pub fn at(seconds: UnixTime) -> Self {
-        ManualClock(AtomicI64::new(seconds.saturating_mul(1000)))
+        let ms = seconds.saturating_mul(1000);
+        ManualClock {
+            millis: AtomicI64::new(ms),
+            moved: watch::channel(ms).0,
+        }
     }
 
     /// Move forward by `seconds`.
     pub fn advance(&self, seconds: i64) {
-        self.0
-            .fetch_add(seconds.saturating_mul(1000), Ordering::SeqCst);
+        let ms = self
+            .millis
+            .fetch_add(seconds.saturating_mul(1000), Ordering::SeqCst)
+            .saturating_add(seconds.saturating_mul(1000));
+        self.moved.send_replace(ms);
     }
 }
 
 impl Clock for ManualClock {
     fn now_millis(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.millis.load(Ordering::SeqCst)
+    }
+    fn ticks(&self) -> Option<watch::Receiver<i64>> {
+        Some(self.moved.subscribe())
     }
 }
 
@@ -60,7 +79,11 @@ mod tests {
     fn manual_clock_moves_only_when_told() {
         let c = ManualClock::at(100);
         assert_eq!(c.now(), 100);
+        let mut ticks = c.ticks().unwrap();
+        assert!(!ticks.has_changed().unwrap());
         c.advance(5);
+        assert!(ticks.has_changed().unwrap());
+        assert_eq!(*ticks.borrow_and_update(), 105_000);
         assert_eq!((c.now(), c.now_millis()), (105, 105_000));
         assert!(SystemClock.now() > 1_700_000_000);
     }

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use broker_auth::policy::{PolicySet, PolicySource, SharedPolicy};
+use broker_auth::policy::{PolicySet, PolicySource};
+
+use crate::live::LiveAuth;
 
 /// A policy directory that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +74,10 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     v
 }
 
-/// Follow `dir` (checked every `every`): on a change build a complete new set and swap it into
-/// `policy`; an invalid edit is refused (logged with file:line:col) and the previous set keeps
-/// serving. Runs until dropped.
-pub async fn follow(dir: PathBuf, policy: std::sync::Arc<SharedPolicy>, every: Duration) {
+/// Follow `dir` (checked every `every`): on a change build a complete new set and serve it from
+/// `live` (live connections whose grants it narrows are then ended); an invalid edit is refused
+/// (logged with file:line:col) and the previous set keeps serving. Runs until dropped.
+pub async fn follow(dir: PathBuf, live: LiveAuth, every: Duration) {
     let mut seen = fingerprint(&dir);
     let mut tick = tokio::time::interval(every);
     loop {
@@ -85,9 +87,9 @@ pub async fn follow(dir: PathBuf, policy: std::sync::Arc<SharedPolicy>, every: D
             continue;
         }
         seen = now;
-        match read_dir(&dir).and_then(|sources| Ok(policy.reload(sources)?)) {
+        match read_dir(&dir).and_then(|sources| Ok(live.reload_policy(sources)?)) {
             Ok(()) => {
-                let set = policy.current();
+                let set = live.policy();
                 for w in set.warnings() {
                     tracing::warn!(warning = %w, "policy");
                 }

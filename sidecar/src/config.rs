@@ -331,6 +331,8 @@ impl CalloutServeArgs {
             kick_password: self.callout_kick_password.clone(),
             sidecar_url: None,
             sidecar_token: None,
+            // In process the revocations are this process's own: never stale.
+            revocations_stale_after: 30,
             policies: policies.to_owned(),
             token_issuer: issuer.to_owned(),
             token_audience: audience.to_owned(),

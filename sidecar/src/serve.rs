@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{TokenConfig, Verifier};
 
@@ -68,10 +66,10 @@ pub fn build_state(
     let metrics = Metrics::default();
     metrics.identities.set(store.identity_count()? as i64);
     let auth = broker_auth_runtime::LiveAuth::new(
-        Arc::new(ArcSwap::from_pointee(keys)),
-        Arc::new(Verifier::new(token_config.clone())),
-        Arc::new(revocations),
-        Arc::new(SharedPolicy::new(policy)),
+        keys,
+        Verifier::new(token_config.clone()),
+        revocations,
+        policy,
         100_000,
     );
     let provisioner = match &config.provision.operator_seed_path {
@@ -82,7 +80,7 @@ pub fn build_state(
                 operator,
                 config.provision.seed_key()?,
                 store.clone(),
-                Some(auth.policy.clone()),
+                Some(auth.clone()),
                 config.provision.names(),
             );
             if config.provision.backend_shared_secret.is_none() {
@@ -96,6 +94,7 @@ pub fn build_state(
         }
     };
     Ok(Arc::new(AppState {
+        enforcer: Default::default(),
         provisioner,
         nats_side: Default::default(),
         limiter: RateLimiter::new(config.limits(), bans),
@@ -134,8 +133,7 @@ async fn start_mqtt(
     };
     let broker = broker_auth_mqtt::EmbeddedBroker::start(
         &config,
-        state.auth.clone(),
-        state.clock.clone(),
+        state.runtime(),
         state.metrics.mqtt_stats.clone(),
     )
     .await
@@ -153,7 +151,7 @@ async fn run_callout(
     (args, responder): (callout::config::CalloutArgs, Arc<callout::Responder>),
     shutdown: impl Future<Output = ()>,
 ) {
-    let shared = state.auth.clone();
+    let runtime = state.runtime();
     tokio::pin!(shutdown);
     let service = loop {
         let attempt = async {
@@ -163,11 +161,10 @@ async fn run_callout(
                 client,
                 kicker,
                 responder.clone(),
-                shared.clone(),
+                runtime.clone(),
                 callout::service::ServiceOptions {
                     queue_group: args.queue_group.clone(),
                     max_in_flight: args.max_in_flight,
-                    ..Default::default()
                 },
                 state.metrics.callout.clone(),
             )
@@ -214,17 +211,19 @@ pub async fn run(
         loop {
             tick.tick().await;
             let now = janitor_state.now();
-            janitor_state.auth.revocations.prune(now);
+            janitor_state.auth.prune_revocations(now);
             if let Err(e) = janitor_state.store.prune(now) {
                 tracing::warn!(error = %e, "store prune failed");
             }
         }
     });
 
+    // One enforcement task for the MQTT broker's sessions and the callout's connections.
+    let enforcement = state.runtime().spawn_enforcement();
     let watcher = tokio::spawn(broker_auth_runtime::policy_dir::follow(
         state.config.policies.clone(),
-        state.auth.policy.clone(),
-        Duration::from_secs(2),
+        state.auth.clone(),
+        Duration::from_millis(500),
     ));
 
     // One shutdown signal, several listeners: the REST server and the in-process responder.
@@ -288,6 +287,7 @@ pub async fn run(
     }
     janitor.abort();
     watcher.abort();
+    enforcement.abort();
     store.flush().await?;
     tracing::info!("sidecar stopped; store flushed");
     Ok(())

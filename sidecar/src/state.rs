@@ -27,6 +27,8 @@ pub struct AppState {
     /// Keys, verifier, revocations and policy (with a verification cache): what every decision
     /// reads, shared with the HTTP broker routes, the MQTT broker and the callout.
     pub auth: broker_auth_runtime::LiveAuth,
+    /// The live connections of this process's MQTT broker and callout (one registry).
+    pub enforcer: Arc<broker_auth_runtime::Enforcer>,
     /// The NATS provisioner and resolver, when an operator seed is configured.
     pub provisioner: Option<Arc<crate::provision::Provisioner>>,
     /// Its connections to nats-server (claims pushes, command stream).
@@ -97,6 +99,15 @@ impl AppState {
         self.clock.now()
     }
 
+    /// The process's enforcement runtime: these inputs, this registry, this clock.
+    pub fn runtime(&self) -> broker_auth_runtime::Runtime {
+        broker_auth_runtime::Runtime {
+            live: self.auth.clone(),
+            enforcer: self.enforcer.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// Claims for an identity, with what its record says about tenant, scopes, groups, devices.
     pub fn claims_for(
         &self,
@@ -150,8 +161,7 @@ impl AppState {
 
     pub fn sign(&self, claims: &Claims) -> Result<String, SidecarError> {
         self.auth
-            .keys
-            .load()
+            .keys()
             .sign(claims)
             .map_err(|e| SidecarError::Internal(e.to_string()))
     }
@@ -219,7 +229,7 @@ impl AppState {
     /// Sign an app access token: with the app's HS256 key when the operator configured one
     /// (`--app-hs256-secret`), else with the active key.
     pub fn sign_app_access(&self, claims: &Claims) -> Result<String, SidecarError> {
-        let keys = self.auth.keys.load();
+        let keys = self.auth.keys();
         let app_key = claims
             .tenant
             .as_deref()
@@ -234,22 +244,19 @@ impl AppState {
 
     /// Verify a token of the product (any enforcement point's rules) at the state's time.
     pub fn verify(&self, token: &str, token_use: TokenUse) -> Result<Claims, DenyCode> {
-        self.auth.verifier.verify(
-            &self.auth.keys.load(),
+        self.auth.verifier().verify(
+            &self.auth.keys(),
             token,
             self.now(),
-            self.auth.revocations.as_ref(),
+            self.auth.revocations(),
             token_use,
         )
     }
 
     async fn record_revocation(&self, rec: RevocationRecord) -> Result<(), SidecarError> {
         match rec.kind {
-            RevocationKind::Session => self.auth.revocations.revoke_session(&rec.id, rec.until),
-            RevocationKind::Subject => self
-                .auth
-                .revocations
-                .revoke_subject(&rec.id, rec.at, rec.until),
+            RevocationKind::Session => self.auth.revoke_session(&rec.id, rec.until),
+            RevocationKind::Subject => self.auth.revoke_subject(&rec.id, rec.at, rec.until),
         }
         self.store.append_revocation(&rec)?;
         self.store.flush().await?;
@@ -291,12 +298,12 @@ impl AppState {
         }
         let (claims, app_key) = self
             .auth
-            .verifier
+            .verifier()
             .verify_including_app_keys(
-                &self.auth.keys.load(),
+                &self.auth.keys(),
                 token,
                 self.now(),
-                self.auth.revocations.as_ref(),
+                self.auth.revocations(),
                 TokenUse::Access,
             )
             .map_err(SidecarError::InvalidToken)?;

@@ -404,9 +404,12 @@ impl SharedPolicy {
     }
     /// Build a new set from `sources`; swap it in only if it is valid.
     pub fn reload(&self, sources: Vec<PolicySource>) -> Result<()> {
-        let set = PolicySet::from_sources(sources)?;
-        self.current.store(Arc::new(set));
+        self.replace(PolicySet::from_sources(sources)?);
         Ok(())
+    }
+    /// Serve `set` from now on.
+    pub fn replace(&self, set: PolicySet) {
+        self.current.store(Arc::new(set));
     }
 }
 

@@ -2,9 +2,7 @@ use super::*;
 use rand_core::OsRng;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use broker_auth::nats_jwt::claims::{ClientInfo, ConnectOpts, ServerId};
-use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, TokenAlg, TokenConfig, TokenKey, TokenUse};
 use broker_auth::token::{KeySet, Verifier};
@@ -23,13 +21,13 @@ fn shared() -> (Shared, TokenConfig) {
     )
     .unwrap();
     (
-        Shared {
-            token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
-            keys: Arc::new(ArcSwap::from_pointee(keys)),
-            verifier: Arc::new(Verifier::new(cfg.clone())),
-            revocations: Arc::new(RevocationSet::new()),
-            policy: Arc::new(SharedPolicy::new(policy)),
-        },
+        Shared::new(
+            keys,
+            Verifier::new(cfg.clone()),
+            RevocationSet::new(),
+            policy,
+            100_000,
+        ),
         cfg,
     )
 }
@@ -37,7 +35,7 @@ fn shared() -> (Shared, TokenConfig) {
 fn token(s: &Shared, cfg: &TokenConfig, sub: &str, f: impl FnOnce(&mut Claims)) -> String {
     let mut c = Claims::new(cfg, sub, NOW, 600, TokenUse::Access, &mut OsRng);
     f(&mut c);
-    s.keys.load().sign(&c).unwrap()
+    s.keys().sign(&c).unwrap()
 }
 
 /// A request as nats-server builds it, signed by a server key.
@@ -145,7 +143,7 @@ fn tokens_in_pass_and_jwt_fields_work_and_bad_ones_get_error_codes() {
     let revoked = token(&s, &cfg, "dev-AAAAAAAAAAAAAAAA", |c| {
         c.sid = Some("ann-x".into())
     });
-    s.revocations.revoke_session("ann-x", NOW + 600);
+    s.revoke_session("ann-x", NOW + 600);
     let nobody = token(&s, &cfg, "usr-AAAAAAAAAAAAAAAA", |_| {});
     for (t, code) in [
         (None, DenyCode::MissingToken),

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use async_nats::ConnectOptions;
-use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
+use broker_auth_runtime::{Runtime, SystemClock};
 use callout::service::{ServiceOptions, Stats, subscribe};
 use callout::{AccountMap, Responder, Shared};
 use futures_util::StreamExt;
@@ -44,7 +43,9 @@ pub fn config(xkey: bool) -> String {
 
 pub struct World {
     pub shared: Shared,
+    pub runtime: Runtime,
     cfg: TokenConfig,
+    _enforcement: tokio::task::JoinHandle<()>,
 }
 
 impl World {
@@ -54,24 +55,30 @@ impl World {
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         )
         .unwrap();
+        let shared = Shared::new(
+            KeySet::new(vec![Arc::new(
+                TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
+            )]),
+            Verifier::new(cfg.clone()),
+            RevocationSet::new(),
+            policy,
+            100_000,
+        );
+        // One runtime for every responder a test starts (restarts included), as in a process.
+        let runtime = Runtime::new(shared.clone(), Arc::new(SystemClock));
+        let enforcement = runtime.spawn_enforcement();
         World {
-            shared: Shared {
-                token_cache: std::sync::Arc::new(broker_auth::token::VerifyCache::new(100_000)),
-                keys: Arc::new(ArcSwap::from_pointee(KeySet::new(vec![Arc::new(
-                    TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
-                )]))),
-                verifier: Arc::new(Verifier::new(cfg.clone())),
-                revocations: Arc::new(RevocationSet::new()),
-                policy: Arc::new(SharedPolicy::new(policy)),
-            },
+            shared,
+            runtime,
             cfg,
+            _enforcement: enforcement,
         }
     }
 
     pub fn token(&self, sub: &str, ttl: i64, f: impl FnOnce(&mut Claims)) -> String {
         let mut c = Claims::new(&self.cfg, sub, now(), ttl, TokenUse::Access, &mut OsRng);
         f(&mut c);
-        self.shared.keys.load().sign(&c).unwrap()
+        self.shared.keys().sign(&c).unwrap()
     }
 }
 
@@ -125,12 +132,12 @@ pub async fn start_responder(url: &str, world: &World, xkey: bool, kick: bool) -
     };
     let (tx, rx) = oneshot::channel::<()>();
     let stats = Arc::new(Stats::default());
-    let (shared, st) = (world.shared.clone(), stats.clone());
+    let (runtime, st) = (world.runtime.clone(), stats.clone());
     let service = subscribe(
         client,
         kicker,
         responder,
-        shared,
+        runtime,
         ServiceOptions::default(),
         st,
     )
@@ -210,15 +217,12 @@ async fn bad_expired_revoked_and_foreign_tokens_are_refused() {
     let responder = start_responder(&server.url(), &world, true, false).await;
     let dev = "dev-AAAAAAAAAAAAAAAA";
     let revoked = world.token(dev, 600, |c| c.sid = Some("ann-revoked".into()));
-    world
-        .shared
-        .revocations
-        .revoke_session("ann-revoked", now() + 600);
+    world.shared.revoke_session("ann-revoked", now() + 600);
     let other_keys = TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap();
     let mut c = Claims::new(&world.cfg, dev, now(), 600, TokenUse::Access, &mut OsRng);
     let forged = KeySet::new(vec![Arc::new(other_keys)]).sign(&c).unwrap();
     c.aud = broker_auth::token::Audience::One("someone-else".into());
-    let foreign = world.shared.keys.load().sign(&c).unwrap();
+    let foreign = world.shared.keys().sign(&c).unwrap();
     for (what, token) in [
         ("garbage", "not-a-token".to_owned()),
         ("expired", world.token(dev, -120, |_| {})),
@@ -256,6 +260,8 @@ async fn clients_are_disconnected_at_token_expiry_and_on_revocation() {
         .await
         .unwrap();
     expect_event(&mut events, "disconnected", Duration::from_secs(8)).await;
+    // (The runtime would end it at `exp` plus the 30 s leeway; the server was first.)
+    let kicked_before = responder.stats.kicked.load(Ordering::Relaxed);
     // Revocation: the responder kicks the live connection of the revoked session within a second.
     let (_c2, mut events2) = client(
         &server.url(),
@@ -264,10 +270,7 @@ async fn clients_are_disconnected_at_token_expiry_and_on_revocation() {
     .await
     .unwrap();
     let t = std::time::Instant::now();
-    world
-        .shared
-        .revocations
-        .revoke_session("ann-live", now() + 600);
+    world.shared.revoke_session("ann-live", now() + 600);
     expect_event(&mut events2, "disconnected", Duration::from_secs(3)).await;
     assert!(
         t.elapsed() < Duration::from_millis(1500),
@@ -275,10 +278,17 @@ async fn clients_are_disconnected_at_token_expiry_and_on_revocation() {
         t.elapsed()
     );
     let kicked = eventually(Duration::from_secs(3), || {
-        responder.stats.kicked.load(Ordering::Relaxed) == 1
+        responder.stats.kicked.load(Ordering::Relaxed) == kicked_before + 1
     })
     .await;
-    assert!(kicked, "the disconnect must come from our kick");
+    let s = &responder.stats;
+    assert!(
+        kicked,
+        "the disconnect must come from our kick: kicked {} (before {kicked_before}), failed {}, ended {:?}",
+        s.kicked.load(Ordering::Relaxed),
+        s.kick_failed.load(Ordering::Relaxed),
+        s.ended_by_reason.sorted()
+    );
     responder.stop().await;
 }
 

@@ -9,8 +9,8 @@ use async_nats::ConnectOptions;
 use broker_auth::nats_jwt::creds::format_user_creds;
 use broker_auth::nats_jwt::{self, Account, ExternalAuthorization, NatsClaims, Operator, User};
 use broker_auth::secret::SecretString;
+use callout::Responder;
 use callout::service::{ServiceOptions, Stats, subscribe};
-use callout::{Responder, Signers};
 use futures_util::StreamExt;
 use nkeys::KeyPair;
 use test_support::NatsServer;
@@ -78,10 +78,7 @@ async fn operator_mode_with_sentinel_and_target_account_signing() {
     let responder = Responder::operator(
         &auth.seed().unwrap(),
         Some(CURVE_SEED),
-        Signers {
-            default: KeyPair::from_seed(&app.seed().unwrap()).unwrap(),
-            tenants: Default::default(),
-        },
+        KeyPair::from_seed(&app.seed().unwrap()).unwrap(),
     )
     .unwrap();
     let client = ConnectOptions::with_credentials(&creds(&auth, &responder_user, |_| {}))
@@ -94,7 +91,7 @@ async fn operator_mode_with_sentinel_and_target_account_signing() {
         client,
         None,
         std::sync::Arc::new(responder),
-        world.shared.clone(),
+        world.runtime.clone(),
         ServiceOptions::default(),
         stats.clone(),
     )

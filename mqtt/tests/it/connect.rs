@@ -26,9 +26,7 @@ async fn v3_connack_codes_for_good_bad_expired_revoked_anonymous_and_grantless()
         c.exp = c.iat + 60;
     });
     let revoked = w.token(DEV, |c| c.sid = Some("s-revoked".into()));
-    w.auth
-        .revocations
-        .revoke_session("s-revoked", w.now() + 3600);
+    w.auth.revoke_session("s-revoked", w.now() + 3600);
     // A user of no tenant and no role: a valid token the policy grants nothing.
     let grantless = w.token("usr-NOBODY", |_| {});
     let cases: [(&str, Option<&str>, V3); 6] = [

@@ -13,12 +13,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
-use broker_auth::policy::SharedPolicy;
 use broker_auth::revocation::RevocationSet;
 use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
 use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
-use broker_auth_runtime::{Clock, LiveAuth, ManualClock};
+use broker_auth_runtime::{Clock, LiveAuth, ManualClock, Runtime};
 
 pub const DEV: &str = "dev-AAAAAAAAAAAAAAAA";
 pub const OTHER: &str = "dev-BBBBBBBBBBBBBBBB";
@@ -30,6 +28,7 @@ pub struct World {
     pub cfg: TokenConfig,
     pub clock: Arc<ManualClock>,
     pub port: u16,
+    _enforcement: tokio::task::AbortHandle,
 }
 
 /// The shipped policies.
@@ -48,20 +47,19 @@ impl World {
             TokenKey::generate(TokenAlg::EdDSA, &mut OsRng).unwrap(),
         )]);
         let auth = LiveAuth::new(
-            Arc::new(ArcSwap::from_pointee(keys)),
-            Arc::new(Verifier::new(cfg.clone())),
-            Arc::new(RevocationSet::new()),
-            Arc::new(SharedPolicy::new(
-                broker_auth_runtime::policy_dir::load_dir(&shipped_dir()).unwrap(),
-            )),
+            keys,
+            Verifier::new(cfg.clone()),
+            RevocationSet::new(),
+            broker_auth_runtime::policy_dir::load_dir(&shipped_dir()).unwrap(),
             1000,
         );
         let clock = Arc::new(ManualClock::at(test_support::unix_now()));
+        let runtime = Runtime::new(auth.clone(), clock.clone());
+        let enforcement = runtime.spawn_enforcement();
         config.tcp = Some("127.0.0.1:0".parse().unwrap());
-        let broker =
-            EmbeddedBroker::start(&config, auth.clone(), clock.clone(), Default::default())
-                .await
-                .unwrap();
+        let broker = EmbeddedBroker::start(&config, runtime, Default::default())
+            .await
+            .unwrap();
         let port = broker.addrs().tcp.unwrap().port();
         World {
             broker,
@@ -69,6 +67,7 @@ impl World {
             cfg,
             clock,
             port,
+            _enforcement: enforcement.abort_handle(),
         }
     }
 
@@ -86,7 +85,7 @@ impl World {
             &mut OsRng,
         );
         f(&mut c);
-        self.auth.keys.load().sign(&c).unwrap()
+        self.auth.keys().sign(&c).unwrap()
     }
 
     pub fn device_token(&self) -> String {

@@ -255,8 +255,7 @@ pub fn policy_binding_device_client_ids() -> Vec<broker_auth::policy::PolicySour
 async fn a_policy_can_bind_client_ids_to_identities() {
     let w = World::start().await;
     w.auth
-        .policy
-        .reload(policy_binding_device_client_ids())
+        .reload_policy(policy_binding_device_client_ids())
         .unwrap();
     let dev = w.token(DEV, |_| {});
     for ok in [DEV.to_owned(), format!("{DEV}-sensor")] {

@@ -131,8 +131,7 @@ fn principal_grants(
     let principal = Principal::from_claims(&claims, Protocol::Mqtt, nonempty(&req.clientid))?;
     let grants = state
         .auth
-        .policy
-        .current()
+        .policy()
         .grants_cached(&principal)
         .map_err(|_| DenyCode::PolicyError)?;
     Ok((Some(principal.id), grants))

@@ -21,7 +21,7 @@ pub struct Health {
 }
 
 async fn health(state: State) -> Result<warp::reply::Response, Rejection> {
-    let policy = state.auth.policy.current();
+    let policy = state.auth.policy();
     Ok(warp::reply::json(&Health {
         status: "healthy",
         policies_loaded: true,
@@ -50,7 +50,7 @@ async fn metrics(state: State) -> Result<warp::reply::Response, Rejection> {
 }
 
 async fn jwks(state: State) -> Result<warp::reply::Response, Rejection> {
-    Ok(warp::reply::json(&state.auth.keys.load().jwks()).into_response())
+    Ok(warp::reply::json(&state.auth.keys().jwks()).into_response())
 }
 
 async fn list_bans(
@@ -103,7 +103,7 @@ async fn rotate(state: State, bearer: Option<String>) -> Result<warp::reply::Res
     )
     .and_then(|k| crate::keystore::with_app_keys(k, &state.config.app_hs256_secrets))
     .map_err(reject)?;
-    state.auth.keys.store(std::sync::Arc::new(keys));
+    state.auth.set_keys(keys);
     Ok(warp::reply::json(&serde_json::json!({ "kid": kid })).into_response())
 }
 

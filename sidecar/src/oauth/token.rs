@@ -100,8 +100,7 @@ fn issue(
         Some(
             state
                 .auth
-                .keys
-                .load()
+                .keys()
                 .sign_payload(&c)
                 .map_err(|e| SidecarError::Internal(e.to_string()))?,
         )
@@ -281,10 +280,10 @@ fn userinfo(state: &State, bearer: Option<&str>) -> Result<warp::reply::Response
     });
     let claims = verifier
         .verify(
-            &state.auth.keys.load(),
+            &state.auth.keys(),
             token,
             state.now(),
-            state.auth.revocations.as_ref(),
+            state.auth.revocations(),
             TokenUse::Access,
         )
         .map_err(SidecarError::InvalidToken)?;
@@ -302,8 +301,7 @@ fn discovery(state: &State) -> warp::reply::Response {
     let base = state.config.base_url();
     let algs: Vec<&str> = state
         .auth
-        .keys
-        .load()
+        .keys()
         .active()
         .map(|k| vec![k.alg().as_str()])
         .unwrap_or_default();

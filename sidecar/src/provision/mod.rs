@@ -26,7 +26,6 @@ use std::sync::Arc;
 use broker_auth::identity::IdentityType;
 use broker_auth::nats_jwt::creds::format_user_creds;
 use broker_auth::nats_jwt::{self, Account, AccountLimits, NatsClaims, User};
-use broker_auth::policy::SharedPolicy;
 use broker_auth::secret::SecretString;
 use broker_auth::{Principal, Protocol};
 use serde_json::json;
@@ -68,7 +67,7 @@ pub struct Provisioner {
     seeds: MasterKey,
     store: Arc<dyn Store>,
     /// Users' permissions come from it; `init-operator` (accounts only) has none.
-    policy: Option<Arc<SharedPolicy>>,
+    policy: Option<broker_auth_runtime::LiveAuth>,
     pub names: Names,
 }
 
@@ -104,7 +103,7 @@ impl Provisioner {
         operator: nkeys::KeyPair,
         seeds: MasterKey,
         store: Arc<dyn Store>,
-        policy: Option<Arc<SharedPolicy>>,
+        policy: Option<broker_auth_runtime::LiveAuth>,
         names: Names,
     ) -> Self {
         Self {
@@ -303,7 +302,7 @@ impl Provisioner {
             .as_ref()
             .ok_or_else(|| SidecarError::Internal("no policy loaded".into()))?;
         let grants = policy
-            .current()
+            .policy()
             .grants(principal)
             .map_err(|e| SidecarError::Policy(e.to_string()))?;
         if grants.is_empty() {

@@ -9,7 +9,13 @@ fn provisioner(dir: &std::path::Path) -> Provisioner {
         nkeys::KeyPair::new_operator(),
         MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap(),
         store,
-        Some(Arc::new(SharedPolicy::new(policy))),
+        Some(broker_auth_runtime::LiveAuth::new(
+            broker_auth::token::KeySet::new(vec![]),
+            broker_auth::token::Verifier::new(broker_auth::token::TokenConfig::new("i", "a")),
+            Default::default(),
+            policy,
+            1,
+        )),
         Names::default(),
     );
     p.ensure_account(SYS, "SYS", 1_800_000_000).unwrap();

@@ -379,11 +379,10 @@ async fn a_disabled_identitys_tokens_are_refused() {
         "{entries:?}"
     );
     // And the in-memory set the brokers use already refuses it.
-    use broker_auth::revocation::Revocations as _;
     assert!(
         h.state
             .auth
-            .revocations
+            .revocations()
             .is_subject_revoked(&id, h.clock_now())
     );
 }

@@ -232,8 +232,7 @@ async fn acl_route_and_embedded_broker_agree_on_a_table_of_principals_topics_and
             tcp: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         },
-        h.state.auth.clone(),
-        h.state.clock.clone(),
+        h.state.runtime(),
         Default::default(),
     )
     .await

@@ -134,7 +134,7 @@ async fn an_apps_hs256_key_signs_its_users_tokens_and_speaks_for_no_one_else() {
         broker_auth::DenyCode::UnknownKey
     );
     // Whoever holds the secret can mint; what they mint speaks for no one but the app's people.
-    let keys = h.state.auth.keys.load();
+    let keys = h.state.auth.keys();
     let app_key = keys.get("app-t1").unwrap();
     let mut forged = Claims::new(
         &h.state.token_config,

@@ -50,9 +50,15 @@ pub fn build_state(
         let Some((last, _)) = batch.last() else { break };
         since = *last;
         for (_, r) in batch.into_iter().filter(|(_, r)| r.until > now) {
-            match r.kind {
-                RevocationKind::Session => revocations.revoke_session(&r.id, r.until),
-                RevocationKind::Subject => revocations.revoke_subject(&r.id, r.at, r.until),
+            match (r.kind, r.attrs) {
+                (RevocationKind::Session, _) => revocations.revoke_session(&r.id, r.until),
+                (RevocationKind::Subject, _) => revocations.revoke_subject(&r.id, r.at, r.until),
+                (RevocationKind::Identity, Some(a)) => {
+                    revocations.update_identity(&r.id, r.at, a, r.until)
+                }
+                (RevocationKind::Identity, None) => {
+                    tracing::warn!(identity = %r.id, "identity change without attributes ignored")
+                }
             }
         }
     }

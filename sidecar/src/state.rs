@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use broker_auth::identity::IdentityType;
+use broker_auth::revocation::IdentityAttrs;
 use broker_auth::token::{Claims, TokenConfig, TokenUse};
 use broker_auth::{DenyCode, b64};
 use rand_core::{OsRng, RngCore};
@@ -87,6 +88,17 @@ pub fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
+fn attrs_with_roles(identity: &IdentityRecord, roles: Vec<String>) -> IdentityAttrs {
+    IdentityAttrs {
+        kind: Some(identity.kind),
+        tenant: identity.tenant.clone(),
+        roles,
+        scopes: identity.scopes.clone(),
+        groups: identity.groups.clone(),
+        devices: identity.devices(),
+    }
+}
+
 /// A random challenge: 32 bytes, base64url.
 pub fn random_challenge() -> String {
     let mut b = [0u8; 32];
@@ -108,7 +120,13 @@ impl AppState {
         }
     }
 
-    /// Claims for an identity, with what its record says about tenant, scopes, groups, devices.
+    /// What an identity's tokens say about it: its record's type, tenant, scopes, groups and
+    /// devices, and the roles it holds in its app.
+    pub fn attrs_of(&self, identity: &IdentityRecord) -> Result<IdentityAttrs, SidecarError> {
+        Ok(attrs_with_roles(identity, self.roles_of(identity)?))
+    }
+
+    /// Claims for an identity, with what its record says about it ([`AppState::attrs_of`]).
     pub fn claims_for(
         &self,
         identity: &IdentityRecord,
@@ -124,19 +142,14 @@ impl AppState {
             token_use,
             &mut OsRng,
         );
-        c.idt = Some(identity.kind);
         c.sid = Some(sid.to_owned());
-        c.tenant = identity.tenant.clone();
-        c.app_id = identity.tenant.clone();
-        c.scopes = identity.scopes.clone();
-        c.groups = identity.groups.clone();
-        c.devices = identity.devices();
         // A store failure here must not mint a token without its roles silently; roles only
         // ever add grants, so a token without them is the safe side, and the failure is logged.
-        c.roles = self.roles_of(identity).unwrap_or_else(|e| {
+        let roles = self.roles_of(identity).unwrap_or_else(|e| {
             tracing::warn!(error = %e, identity = %identity.id, "roles unavailable; token issued without roles");
             vec![]
         });
+        attrs_with_roles(identity, roles).apply(&mut c);
         c
     }
 
@@ -254,9 +267,18 @@ impl AppState {
     }
 
     async fn record_revocation(&self, rec: RevocationRecord) -> Result<(), SidecarError> {
-        match rec.kind {
-            RevocationKind::Session => self.auth.revoke_session(&rec.id, rec.until),
-            RevocationKind::Subject => self.auth.revoke_subject(&rec.id, rec.at, rec.until),
+        match (rec.kind, &rec.attrs) {
+            (RevocationKind::Session, _) => self.auth.revoke_session(&rec.id, rec.until),
+            (RevocationKind::Subject, _) => self.auth.revoke_subject(&rec.id, rec.at, rec.until),
+            (RevocationKind::Identity, Some(a)) => {
+                self.auth
+                    .update_identity(&rec.id, rec.at, a.clone(), rec.until)
+            }
+            (RevocationKind::Identity, None) => {
+                return Err(SidecarError::Internal(
+                    "an identity change must carry the identity's attributes".into(),
+                ));
+            }
         }
         self.store.append_revocation(&rec)?;
         self.store.flush().await?;
@@ -271,6 +293,22 @@ impl AppState {
             id: sid.to_owned(),
             at: self.now(),
             until,
+            attrs: None,
+        })
+        .await
+    }
+
+    /// `identity` changed (its record or its roles): tokens issued before now are read with its
+    /// current attributes from now on, here and on every follower of the revocation feed, and
+    /// live connections whose grants that narrows are cut.
+    pub async fn identity_changed(&self, identity: &IdentityRecord) -> Result<(), SidecarError> {
+        let now = self.now();
+        self.record_revocation(RevocationRecord {
+            kind: RevocationKind::Identity,
+            id: identity.id.clone(),
+            at: now,
+            until: now + self.config.max_token_lifetime(),
+            attrs: Some(self.attrs_of(identity)?),
         })
         .await
     }
@@ -283,6 +321,7 @@ impl AppState {
             id: sub.to_owned(),
             at: now,
             until: now + self.config.max_token_lifetime(),
+            attrs: None,
         })
         .await
     }

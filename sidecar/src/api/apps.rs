@@ -216,7 +216,7 @@ async fn assign_role(
 ) -> Result<warp::reply::Response, SidecarError> {
     state.require_admin(bearer.as_deref())?;
     existing_app(&state, &app_id)?;
-    state
+    let user = state
         .store
         .identity(&user_id)?
         .ok_or(SidecarError::NotFound("user"))?;
@@ -236,7 +236,8 @@ async fn assign_role(
     rec.role_ids.sort();
     rec.role_ids.dedup();
     state.store.put_user_roles(&rec)?;
-    state.store.flush().await?;
+    // Tokens issued before carry the old roles; from now on they are read with the new ones.
+    state.identity_changed(&user).await?;
     let names: Vec<&str> = roles
         .iter()
         .filter(|r| rec.role_ids.contains(&r.id))
@@ -246,6 +247,29 @@ async fn assign_role(
         warp::reply::json(&json!({"app_id": app_id, "user_id": user_id, "roles": names}))
             .into_response(),
     )
+}
+
+/// Take a role from a user: its live MQTT and NATS connections whose grants shrink are cut.
+async fn remove_role(
+    state: State,
+    (app_id, user_id, role_id): (String, String, String),
+    bearer: Option<String>,
+) -> Result<warp::reply::Response, SidecarError> {
+    state.require_admin(bearer.as_deref())?;
+    existing_app(&state, &app_id)?;
+    let user = state
+        .store
+        .identity(&user_id)?
+        .ok_or(SidecarError::NotFound("user"))?;
+    let mut rec = state
+        .store
+        .user_roles(&app_id, &user_id)?
+        .filter(|r| r.role_ids.contains(&role_id))
+        .ok_or(SidecarError::NotFound("role assignment"))?;
+    rec.role_ids.retain(|r| *r != role_id);
+    state.store.put_user_roles(&rec)?;
+    state.identity_changed(&user).await?;
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
 async fn create_api_key(
@@ -361,6 +385,13 @@ pub fn routes(
         .and_then(|app, user, st, b, r| async move {
             assign_role(st, (app, user), b, r).await.map_err(reject)
         });
+    let unassign = warp::path!("apps" / String / "users" / String / "roles" / String)
+        .and(warp::delete())
+        .and(s())
+        .and(bearer())
+        .and_then(|app, user, role, st, b| async move {
+            remove_role(st, (app, user, role), b).await.map_err(reject)
+        });
     let keys_post = warp::path!("apikeys")
         .and(warp::post())
         .and(s())
@@ -388,6 +419,8 @@ pub fn routes(
         .or(roles_post)
         .unify()
         .or(assign)
+        .unify()
+        .or(unassign)
         .unify()
         .or(keys_verify)
         .unify()

@@ -278,11 +278,16 @@ pub struct FeedQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FeedEntry {
     pub seq: u64,
-    /// `session` (a `sid`) or `subject` (every token of an identity issued up to `at`).
+    /// `session` (a `sid`), `subject` (every token of an identity issued up to `at`) or
+    /// `identity` (the identity's attributes since `at`, in `attrs`: tokens issued up to `at`
+    /// are read with them).
     pub kind: String,
     pub id: String,
     pub at: i64,
     pub until: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub attrs: Option<broker_auth::revocation::IdentityAttrs>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -312,10 +317,12 @@ async fn feed(
             kind: match r.kind {
                 RevocationKind::Session => "session".into(),
                 RevocationKind::Subject => "subject".into(),
+                RevocationKind::Identity => "identity".into(),
             },
             id: r.id,
             at: r.at,
             until: r.until,
+            attrs: r.attrs,
         })
         .collect();
     Ok(warp::reply::json(&Feed { revocations, next }).into_response())

@@ -88,29 +88,52 @@ pub struct IdentityPage {
     pub next: Option<String>,
 }
 
+/// A change to an identity (`PATCH /identity/{id}`): absent fields stay as they are; type and
+/// key never change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateIdentity {
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    /// Replaces the metadata whole; a gateway's `devices` lists the device ids it acts for.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 fn validate(req: &RegisterRequest) -> Result<(), SidecarError> {
+    validate_fields(
+        req.name.as_deref(),
+        req.tenant.as_deref(),
+        &req.scopes,
+        &req.groups,
+        req.metadata.as_ref(),
+    )
+}
+
+/// The rules an identity's descriptive fields follow, at registration and on every change.
+fn validate_fields(
+    name: Option<&str>,
+    tenant: Option<&str>,
+    scopes: &[String],
+    groups: &[String],
+    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<(), SidecarError> {
     let bad = |m: &str| Err(SidecarError::Validation(m.to_owned()));
-    if req
-        .name
-        .as_ref()
-        .is_some_and(|n| n.chars().count() > 128 || n.chars().any(char::is_control))
-    {
+    if name.is_some_and(|n| n.chars().count() > 128 || n.chars().any(char::is_control)) {
         return bad("name: at most 128 printable characters");
     }
-    if req.tenant.as_deref().is_some_and(|t| !is_safe_name(t)) {
+    if tenant.is_some_and(|t| !is_safe_name(t)) {
         return bad("tenant: 1-128 of [A-Za-z0-9_-]");
     }
-    if req.scopes.len() > 64
-        || req.groups.len() > 64
-        || !req
-            .scopes
-            .iter()
-            .chain(&req.groups)
-            .all(|s| is_safe_label(s))
+    if scopes.len() > 64
+        || groups.len() > 64
+        || !scopes.iter().chain(groups).all(|s| is_safe_label(s))
     {
         return bad("scopes/groups: at most 64 each, 1-128 of [A-Za-z0-9_.:-]");
     }
-    if let Some(devices) = req.metadata.as_ref().and_then(|m| m.get("devices")) {
+    if let Some(devices) = metadata.and_then(|m| m.get("devices")) {
         let ok = devices.as_array().is_some_and(|a| {
             a.len() <= 1024 && a.iter().all(|d| d.as_str().is_some_and(is_safe_name))
         });
@@ -231,6 +254,49 @@ async fn disable(
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
+/// Change an identity; a change that narrows its grants cuts its live MQTT and NATS connections
+/// (the identity change goes out on the revocation feed).
+async fn update(
+    state: State,
+    id: String,
+    bearer: Option<String>,
+    req: UpdateIdentity,
+) -> Result<warp::reply::Response, Rejection> {
+    state.require_admin(bearer.as_deref()).map_err(reject)?;
+    let mut rec = state
+        .store
+        .identity(&id)
+        .map_err(|e| reject(e.into()))?
+        .filter(|r| r.disabled_at.is_none())
+        .ok_or_else(|| reject(SidecarError::NotFound("identity")))?;
+    let UpdateIdentity {
+        name,
+        tenant,
+        scopes,
+        groups,
+        metadata,
+    } = req;
+    rec.name = name.or(rec.name);
+    rec.tenant = tenant.or(rec.tenant);
+    rec.scopes = scopes.unwrap_or(rec.scopes);
+    rec.groups = groups.unwrap_or(rec.groups);
+    rec.metadata = metadata.unwrap_or(rec.metadata);
+    validate_fields(
+        rec.name.as_deref(),
+        rec.tenant.as_deref(),
+        &rec.scopes,
+        &rec.groups,
+        Some(&rec.metadata),
+    )
+    .map_err(reject)?;
+    state
+        .store
+        .update_identity(&rec)
+        .map_err(|e| reject(e.into()))?;
+    state.identity_changed(&rec).await.map_err(reject)?;
+    Ok(warp::reply::json(&IdentityView::from(&rec)).into_response())
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
     pub identity: IdentityView,
@@ -282,6 +348,13 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(warp::query::<ListQuery>())
         .and(bearer())
         .and_then(list);
+    let update = warp::path!("identity" / String)
+        .and(warp::patch())
+        .and(limited(state.clone(), "PATCH /identity/{id}"))
+        .and(with_state(state.clone()))
+        .and(bearer())
+        .and(json_body::<UpdateIdentity>())
+        .and_then(|id, s, b, r| update(s, id, b, r));
     let disable = warp::path!("identity" / String)
         .and(warp::delete())
         .and(limited(state.clone(), "DELETE /identity/{id}"))
@@ -300,6 +373,8 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .or(list)
         .unify()
         .or(disable)
+        .unify()
+        .or(update)
         .unify()
         .or(me)
         .unify()

@@ -14,6 +14,7 @@ use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nat
     ),
     components(schemas(
         identity::RegisterRequest,
+        identity::UpdateIdentity,
         identity::IdentityView,
         identity::IdentityPage,
         identity::Me,

@@ -105,6 +105,9 @@ pub enum RevocationKind {
     Session,
     /// Every token of an identity issued up to `at`.
     Subject,
+    /// The identity's attributes changed at `at`; `attrs` are what they are since. Tokens issued
+    /// before are read with them (not revoked).
+    Identity,
 }
 
 /// One entry of the revocation feed.
@@ -115,6 +118,9 @@ pub struct RevocationRecord {
     pub at: i64,
     /// After this instant no token it could match is alive.
     pub until: i64,
+    /// `Identity` entries: the identity's attributes from `at` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attrs: Option<broker_auth::revocation::IdentityAttrs>,
 }
 
 /// A permanent ban of a client IP.

@@ -104,6 +104,7 @@ fn revocation_feed_is_ordered() {
         id: id.into(),
         at: 1,
         until: 2,
+        attrs: None,
     };
     let a = s.append_revocation(&r("a")).unwrap();
     let b = s.append_revocation(&r("b")).unwrap();

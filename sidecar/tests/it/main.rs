@@ -9,6 +9,7 @@ mod conventions;
 mod device_routes;
 mod e2e;
 mod harness;
+mod identity_changes;
 mod identity_routes;
 mod interop;
 mod mqtt_e2e;

@@ -8,7 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::UnixTime;
-use crate::grants::{Action, CompiledGrants};
+use crate::grants::CompiledGrants;
 use crate::policy::PolicySet;
 use crate::principal::{Principal, Protocol};
 use crate::revocation::Revocations;
@@ -263,11 +263,6 @@ pub fn authorize_connect(
             grants,
         },
     )
-}
-
-/// Per-message check against grants computed at connect: a pattern match, no policy evaluation.
-pub fn authorize_action(grants: &CompiledGrants, action: Action, topic: &str) -> Decision {
-    grants.check(action, topic)
 }
 
 /// Decisions counted by reason code, for whoever exports metrics. Codes are `&'static str`

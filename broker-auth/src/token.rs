@@ -11,7 +11,6 @@
 //! `iss`, `aud`, `sub`, `exp` and `nbf` are required; and `exp`/`nbf` are checked against the `now`
 //! the caller passes in, with at most 30 s leeway, so expiry is testable without sleeping.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
@@ -316,10 +315,10 @@ impl TokenKey {
         })
     }
 
-    /// The HS256 key of app `app_id` (kid `app-<id>`): it signs that app's access tokens and
+    /// The HS256 key of app `app_id` (kid [`app_key_id`]): it signs that app's access tokens and
     /// verifies only tokens whose `tenant` is that app.
     pub fn hs256_for_app(app_id: &str, secret: SecretBytes) -> Result<TokenKey> {
-        let mut key = TokenKey::hs256(&format!("app-{app_id}"), secret)?;
+        let mut key = TokenKey::hs256(&app_key_id(app_id), secret)?;
         key.tenant = Some(app_id.to_owned());
         Ok(key)
     }
@@ -747,9 +746,9 @@ impl VerifyCache {
     }
 }
 
-/// The set of `alg` names this crate accepts, for documentation and discovery documents.
-pub fn supported_algorithms() -> HashSet<&'static str> {
-    ["EdDSA", "ES256", "HS256"].into_iter().collect()
+/// The key id of app `app_id`'s HS256 key.
+pub fn app_key_id(app_id: &str) -> String {
+    format!("app-{app_id}")
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ impl AppState {
         let app_key = claims
             .tenant
             .as_deref()
-            .and_then(|t| keys.get(&format!("app-{t}")))
+            .and_then(|t| keys.get(&broker_auth::token::app_key_id(t)))
             .filter(|k| k.tenant().is_some());
         match app_key {
             Some(k) => keys.sign_with(k, claims),

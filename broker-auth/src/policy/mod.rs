@@ -366,16 +366,6 @@ impl PolicySet {
         }
     }
 
-    /// The `allow` decision as a [`crate::Decision`].
-    pub fn allow(&self, input: &AclInput<'_>) -> crate::Decision {
-        use crate::decision::{Decision, DenyCode};
-        match self.eval_allow(input, self.evaluator) {
-            Ok(true) => Decision::permit("policy_allow", ()),
-            Ok(false) => Decision::deny(DenyCode::NotGranted, "policy did not allow"),
-            Err(_) => Decision::deny(DenyCode::PolicyError, "policy evaluation failed"),
-        }
-    }
-
     /// Evaluate any rule on the interpreter with a JSON input (for `policy eval`).
     pub fn eval_json(&self, entry: &str, input: &Json) -> Result<Json> {
         let mut engine = self.engine.clone();

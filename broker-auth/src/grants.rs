@@ -116,6 +116,7 @@ pub struct CompiledGrants {
     publish: Box<[Pattern]>,
     subscribe: Box<[Pattern]>,
     client_ids: Option<Box<[ClientIdPattern]>>,
+    nats: NatsPermissions,
     source: Grants,
 }
 
@@ -138,11 +139,13 @@ impl CompiledGrants {
             .as_ref()
             .map(|v| v.iter().map(|s| ClientIdPattern::parse(s)).collect())
             .transpose()?;
+        let nats = translate_to_nats(source.superuser, &publish, &subscribe, &source.nats);
         Ok(CompiledGrants {
             superuser: source.superuser,
             publish,
             subscribe,
             client_ids,
+            nats,
             source,
         })
     }
@@ -245,30 +248,40 @@ impl CompiledGrants {
 
     /// NATS permissions: MQTT patterns translated (`/`→`.`, `+`→`*`, `#`→`>`) plus the NATS-only
     /// subjects. A superuser gets `>` both ways. Patterns NATS cannot express are left out (deny).
-    pub fn nats_permissions(&self) -> NatsPermissions {
-        if self.superuser {
-            return NatsPermissions {
-                publish: vec![">".into()],
-                subscribe: vec![">".into()],
-                allow_responses: true,
-            };
-        }
-        let translate = |pats: &[Pattern], extra: &[String]| {
-            let mut out: Vec<String> = pats
-                .iter()
-                .filter_map(|p| p.to_nats().ok())
-                .flatten()
-                .collect();
-            out.extend(extra.iter().cloned());
-            out.sort();
-            out.dedup();
-            out
+    /// Computed once, with the grants.
+    pub fn nats_permissions(&self) -> &NatsPermissions {
+        &self.nats
+    }
+}
+
+fn translate_to_nats(
+    superuser: bool,
+    publish: &[Pattern],
+    subscribe: &[Pattern],
+    nats: &NatsGrants,
+) -> NatsPermissions {
+    if superuser {
+        return NatsPermissions {
+            publish: vec![">".into()],
+            subscribe: vec![">".into()],
+            allow_responses: true,
         };
-        NatsPermissions {
-            publish: translate(&self.publish, &self.source.nats.publish),
-            subscribe: translate(&self.subscribe, &self.source.nats.subscribe),
-            allow_responses: self.source.nats.allow_responses,
-        }
+    }
+    let translate = |pats: &[Pattern], extra: &[String]| {
+        let mut out: Vec<String> = pats
+            .iter()
+            .filter_map(|p| p.to_nats().ok())
+            .flatten()
+            .collect();
+        out.extend(extra.iter().cloned());
+        out.sort();
+        out.dedup();
+        out
+    };
+    NatsPermissions {
+        publish: translate(publish, &nats.publish),
+        subscribe: translate(subscribe, &nats.subscribe),
+        allow_responses: nats.allow_responses,
     }
 }
 
@@ -447,7 +460,8 @@ mod tests {
 
     #[test]
     fn nats_permissions_translate() {
-        let p = device().nats_permissions();
+        let d = device();
+        let p = d.nats_permissions();
         assert_eq!(p.publish, vec!["devices.d1", "devices.d1.>"]);
         assert_eq!(
             p.subscribe,

@@ -13,11 +13,11 @@ pub fn permissions_for(grants: &CompiledGrants) -> Permissions {
     let p = grants.nats_permissions();
     Permissions {
         publish: Permission {
-            allow: p.publish,
+            allow: p.publish.clone(),
             deny: vec![],
         },
         subscribe: Permission {
-            allow: p.subscribe,
+            allow: p.subscribe.clone(),
             deny: vec![],
         },
         resp: p.allow_responses.then_some(ResponsePermission {

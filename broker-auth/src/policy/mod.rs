@@ -6,6 +6,7 @@
 //! first evaluation. So a set is only built after both entry points compiled to the RVM and
 //! evaluated once on a sample input: an invalid policy never becomes the serving one.
 
+pub mod cache;
 mod explain;
 mod testing;
 
@@ -102,13 +103,9 @@ pub struct PolicySet {
     packages: Vec<String>,
     evaluator: Evaluator,
     warnings: Vec<String>,
-    // Grants per principal, memoized for this set only (a reload starts empty). Reconnecting
-    // clients are the common case at the connect path; Rego then runs once per principal.
-    cache: std::sync::Mutex<std::collections::HashMap<String, Arc<CompiledGrants>>>,
+    // Grants per principal, memoized for this set only (a reload starts empty).
+    cache: cache::GrantsCache,
 }
-
-/// Principals whose grants a policy set remembers before it starts over.
-const GRANTS_CACHE_ENTRIES: usize = 10_000;
 
 impl std::fmt::Debug for PolicySet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -222,6 +219,7 @@ impl PolicySet {
         };
         let grants_program = compile(&mut engine, GRANTS_ENTRYPOINT)?;
         let allow_program = compile(&mut engine, ALLOW_ENTRYPOINT)?;
+        let key_fields = cache::KeyFields::of(&sources);
         let mut set = PolicySet {
             engine,
             grants_program,
@@ -230,7 +228,7 @@ impl PolicySet {
             packages,
             evaluator: Evaluator::Interpreter,
             warnings: vec![],
-            cache: Default::default(),
+            cache: cache::GrantsCache::new(key_fields),
         };
         // Evaluate on both evaluators: errors that only show at run time surface now, and the
         // RVM serves only where it agrees with the interpreter (regorus 0.14's RVM has known
@@ -327,20 +325,22 @@ impl PolicySet {
         self.grants_with(principal, self.evaluator)
     }
 
-    /// [`PolicySet::grants`], memoized per principal (every field of it) for the life of this set.
+    /// [`PolicySet::grants`], memoized for the life of this set by what the grants can depend on
+    /// (see [`cache`]).
     pub fn grants_cached(&self, principal: &Principal) -> Result<Arc<CompiledGrants>> {
-        let key = serde_json::to_string(principal).map_err(policy_err)?;
-        if let Some(g) = self.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            return Ok(g);
-        }
-        let g = Arc::new(self.grants(principal)?);
-        if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= GRANTS_CACHE_ENTRIES {
-                c.clear();
-            }
-            c.insert(key, g.clone());
-        }
-        Ok(g)
+        self.cache.get_or(principal, || self.grants(principal))
+    }
+
+    /// Grants-cache (hits, misses) of this set.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
+    /// Whether this set's grants cache tells principals apart by client id and by protocol
+    /// (only when the policy can read them).
+    pub fn cache_keys_on(&self) -> (bool, bool) {
+        let f = self.cache.fields();
+        (f.client_id, f.protocol)
     }
 
     /// The principal's grants on a chosen evaluator.

@@ -191,3 +191,64 @@ fn explain_names_the_rules_that_fired() {
     );
     assert!(!e.lines_evaluated.is_empty());
 }
+
+fn device_with(client_id: &str, protocol: Protocol) -> Principal {
+    Principal {
+        id: "dev-D1".into(),
+        kind: IdentityType::Device,
+        tenant: None,
+        roles: vec![],
+        scopes: vec![],
+        groups: vec![],
+        devices: vec![],
+        client_id: Some(client_id.into()),
+        protocol,
+    }
+}
+
+#[test]
+fn the_grants_cache_shares_client_ids_and_protocols_only_when_the_policy_cannot_read_them() {
+    let set = shipped();
+    assert_eq!(
+        set.cache_keys_on(),
+        (false, false),
+        "the shipped policy reads neither"
+    );
+    let a = set
+        .grants_cached(&device_with("a", Protocol::Mqtt))
+        .unwrap();
+    let b = set
+        .grants_cached(&device_with("b", Protocol::Nats))
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(set.cache_stats(), (1, 1), "one evaluation for both");
+
+    // A policy that grants by client id gets each client id's own answer.
+    let mut sources = broker_auth_runtime::policy_dir::read_dir(&shipped_dir()).unwrap();
+    sources.retain(|s| !s.is_test());
+    let broker = sources
+        .iter_mut()
+        .find(|s| s.path.ends_with("/broker.rego"))
+        .unwrap();
+    let before = broker.text.clone();
+    broker.text = before.replace(
+        "publish_patterns(p) := (",
+        "publish_patterns(p) := {sprintf(\"clients/%s\", [object.get(p, \"client_id\", \"\")])} | (",
+    );
+    assert_ne!(before, broker.text, "the shipped policy changed shape");
+    let set = PolicySet::from_sources(sources).unwrap();
+    assert!(set.cache_keys_on().0);
+    let a = set
+        .grants_cached(&device_with("a", Protocol::Mqtt))
+        .unwrap();
+    let b = set
+        .grants_cached(&device_with("b", Protocol::Mqtt))
+        .unwrap();
+    assert!(a.allows(Action::Publish, "clients/a") && !a.allows(Action::Publish, "clients/b"));
+    assert!(b.allows(Action::Publish, "clients/b") && !b.allows(Action::Publish, "clients/a"));
+    let again = set
+        .grants_cached(&device_with("a", Protocol::Mqtt))
+        .unwrap();
+    assert_eq!(again, a);
+    assert_eq!(set.cache_stats(), (1, 2));
+}

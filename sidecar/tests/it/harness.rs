@@ -47,7 +47,21 @@ pub fn harness(extra: &[&str]) -> Harness {
     harness_in(dir, extra)
 }
 
+/// A harness whose manual clock starts at the wall clock's now (for tests with real peers that
+/// check times themselves, such as nats-server).
+pub fn harness_now(extra: &[&str]) -> Harness {
+    harness_at(
+        tempfile::tempdir().unwrap(),
+        extra,
+        test_support::unix_now(),
+    )
+}
+
 pub fn harness_in(dir: tempfile::TempDir, extra: &[&str]) -> Harness {
+    harness_at(dir, extra, T0)
+}
+
+fn harness_at(dir: tempfile::TempDir, extra: &[&str], t0: i64) -> Harness {
     let data = dir.path().to_str().unwrap().to_owned();
     let pol = policies();
     let mut args = vec![
@@ -60,9 +74,9 @@ pub fn harness_in(dir: tempfile::TempDir, extra: &[&str]) -> Harness {
     args.extend_from_slice(extra);
     let config = sidecar::cli::serve_args_from(args).unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
-    let clock = Arc::new(ManualClock::at(T0));
+    let clock = Arc::new(ManualClock::at(t0));
     let state = sidecar::serve::build_state(config, store.clone(), clock.clone()).unwrap();
-    let key = sidecar::apikeys::generate("test admin", vec!["admin".into()], vec![], None, 30, T0);
+    let key = sidecar::apikeys::generate("test admin", vec!["admin".into()], vec![], None, 30, t0);
     store.put_api_key(&key.record).unwrap();
     Harness {
         state,

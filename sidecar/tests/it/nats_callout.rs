@@ -12,10 +12,10 @@ use super::harness::TestKey;
 use super::server::Server;
 use test_support::nats_client::{expect_event as expect, token_client as connect};
 
-const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
-const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
+pub const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
+pub const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
 
-fn nats_config() -> String {
+pub fn nats_config() -> String {
     let issuer = nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap().public_key();
     let curve = nkeys::XKey::from_seed(CURVE_SEED).unwrap().public_key();
     format!(
@@ -25,7 +25,7 @@ fn nats_config() -> String {
     )
 }
 
-fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
+pub fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, seed).unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();

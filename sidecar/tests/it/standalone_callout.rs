@@ -1,0 +1,217 @@
+//! The standalone `callout` binary against a real `sidecar serve` and a real nats-server 2.15:
+//! it refuses to start without the credential its revocation feed needs, it follows the feed
+//! (a revoked session's live connection is cut, the device's other session stays), and when the
+//! sidecar is gone it refuses connects once the staleness window has passed, then admits again
+//! when the sidecar is back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use test_support::NatsServer;
+use test_support::nats_client::{expect_event, token_client};
+
+use super::harness::TestKey;
+use super::nats_callout::{CURVE_SEED, ISSUER_SEED, nats_config, seed_file};
+use super::server::{Server, bootstrap};
+
+/// The `callout` binary of this workspace, built if this test run has not built it yet (a
+/// no-op when it is fresh), in the same profile and target directory as the sidecar.
+fn callout_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let sidecar = PathBuf::from(env!("CARGO_BIN_EXE_sidecar"));
+        let profile_dir = sidecar.parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "callout", "--bin", "callout"])
+            .arg("--target-dir")
+            .arg(profile_dir.parent().unwrap())
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "cargo build -p callout failed"
+        );
+        profile_dir.join("callout")
+    })
+}
+
+/// A running standalone callout; its stderr goes to a file the test can read.
+struct Callout {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Callout {
+    fn start(dir: &Path, nats: &NatsServer, sidecar: &str, token: &str) -> Callout {
+        let log = dir.join("callout.log");
+        let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
+        let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
+        let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let child = Command::new(callout_bin())
+            .args(["--nats-url", &nats.url(), "--nats-user", "auth"])
+            .args(["--nats-password", "auth-pw", "--issuer-seed-file", &issuer])
+            .args(["--xkey-seed-file", &curve, "--kick-user", "sys"])
+            .args(["--kick-password", "sys-pw", "--sidecar-url", sidecar])
+            .args(["--sidecar-token", token, "--revocations-stale-after", "2"])
+            .arg("--policies")
+            .arg(policies)
+            .env_remove("SIDECAR_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Callout { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Callout {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Announce `key`; `nth` makes each announcement's signed timestamp distinct (a signature is
+/// usable once).
+async fn announce(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &TestKey,
+    nth: i64,
+) -> (String, String) {
+    let ts = test_support::unix_now() + nth;
+    let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
+    let r: Value = http
+        .post(server.url("/v1/announce"))
+        .json(&json!({"public_key": key.public(), "timestamp": ts, "signature": sig}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        r["device_address"].as_str().expect("announced").to_owned(),
+        r["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Try connecting until `admitted` says whether one attempt got in, as wanted; panics after
+/// `within` with the callout's log.
+async fn until_connects(url: &str, token: &str, wanted: bool, within: Duration, c: &Callout) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = token_client(url, token).await.is_ok();
+        if got == wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connects {} after {within:?}:\n{}",
+            if wanted {
+                "still refused"
+            } else {
+                "still admitted"
+            },
+            c.log()
+        );
+        // Each attempt is a full connect; pace them so the server log stays readable.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_standalone_callout_without_its_feed_credential_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = seed_file(dir.path(), "issuer.seed", ISSUER_SEED);
+    for args in [vec!["--sidecar-url", "http://127.0.0.1:9"], vec![]] {
+        let out = Command::new(callout_bin())
+            .args(["--nats-url", "nats://127.0.0.1:9", "--nats-user", "auth"])
+            .args(["--nats-password", "x", "--issuer-seed-file", &issuer])
+            .args(&args)
+            .env_remove("SIDECAR_TOKEN")
+            .env_remove("SIDECAR_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started: {stderr}");
+        let needle = if args.is_empty() {
+            "--sidecar-url"
+        } else {
+            "--sidecar-token"
+        };
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_callout_follows_the_feed_goes_blind_without_it_and_recovers() {
+    let nats = NatsServer::start(&nats_config());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut server, admin) = tokio::task::block_in_place(|| {
+        let admin = bootstrap(&data);
+        (Server::start(&data, &["--mqtt-listen", "off"]), admin)
+    });
+    let callout = Callout::start(dir.path(), &nats, &server.url(""), &admin);
+    let http = reqwest::Client::new();
+    let key = TestKey::ed();
+    let (_device, first) = announce(&http, &server, &key, 0).await;
+    until_connects(&nats.url(), &first, true, Duration::from_secs(20), &callout).await;
+    let (_c1, mut first_events) = token_client(&nats.url(), &first).await.unwrap();
+
+    // A second announcement ends the first session: its live connection is cut, the new one
+    // connects and stays.
+    let (_, second) = announce(&http, &server, &key, 1).await;
+    expect_event(&mut first_events, "disconnected", Duration::from_secs(4)).await;
+    let (c2, mut second_events) = token_client(&nats.url(), &second).await.unwrap();
+    assert!(
+        token_client(&nats.url(), &first).await.is_err(),
+        "the ended session stays out"
+    );
+
+    // The sidecar goes away: after the staleness window nothing is admitted, and says why.
+    let port = server.port;
+    tokio::task::block_in_place(|| server.kill9());
+    until_connects(
+        &nats.url(),
+        &second,
+        false,
+        Duration::from_secs(10),
+        &callout,
+    )
+    .await;
+    assert!(
+        callout.log().contains("revocations_stale"),
+        "{}",
+        callout.log()
+    );
+    assert!(
+        c2.flush().await.is_ok(),
+        "a connection admitted before stays (it was decided)"
+    );
+    while let Ok(ev) = second_events.try_recv() {
+        assert!(!ev.contains("disconnected"), "{ev}");
+    }
+
+    // Back: admitted again, without restarting the callout.
+    let _server =
+        tokio::task::block_in_place(|| Server::start_on(&data, port, &["--mqtt-listen", "off"]));
+    until_connects(
+        &nats.url(),
+        &second,
+        true,
+        Duration::from_secs(10),
+        &callout,
+    )
+    .await;
+}

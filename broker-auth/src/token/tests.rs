@@ -2,8 +2,12 @@
 
 use super::*;
 use crate::revocation::{NoRevocations, RevocationSet};
+use crate::secret::SecretBytes;
 use jsonwebtoken::Header;
+use jsonwebtoken::{Algorithm, EncodingKey};
 use rand_core::OsRng;
+use serde_json::json;
+use std::sync::Arc;
 
 const NOW: UnixTime = 1_700_000_000;
 

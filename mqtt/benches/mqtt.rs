@@ -25,6 +25,8 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const PAYLOAD: usize = 64;
 const STORM: usize = 1000;
+/// The reconnect storm: STORM clients with random client ids over this many device tokens.
+const STORM_IDENTITIES: usize = 100;
 const PAIRS: [usize; 2] = [1, 8];
 
 fn device(i: usize) -> String {
@@ -38,9 +40,12 @@ fn serve(kind: &str, port: u16) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let stats = Arc::new(broker_auth_mqtt::MqttStats::default());
-        let creds = match kind {
-            "acl" => serve_acl(port, stats.clone()).await,
-            "noacl" => serve_bare(port).await,
+        let (creds, live) = match kind {
+            "acl" => {
+                let (c, l) = serve_acl(port, stats.clone()).await;
+                (c, Some(l))
+            }
+            "noacl" => (serve_bare(port).await, None),
             _ => panic!("unknown broker kind {kind}"),
         };
         println!("{}", serde_json::to_string(&creds).unwrap());
@@ -53,12 +58,15 @@ fn serve(kind: &str, port: u16) {
                     let n: u64 = l.counts().iter().sum();
                     let c = &stats.connect_latency;
                     let cn: u64 = c.counts().iter().sum();
+                    let (hits, misses) = live.as_ref().map_or((0, 0), |l| l.policy().cache_stats());
                     println!(
                         "{}",
                         serde_json::json!({
                             "acl_mean_ns": l.sum_seconds() * 1e9 / n.max(1) as f64,
                             "acl_sampled_calls": n,
                             "connect_mean_us": c.sum_seconds() * 1e6 / cn.max(1) as f64,
+                            "grants_cache_hits": hits,
+                            "grants_cache_misses": misses,
                         })
                     );
                 }
@@ -70,7 +78,10 @@ fn serve(kind: &str, port: u16) {
     });
 }
 
-async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<String> {
+async fn serve_acl(
+    port: u16,
+    stats: Arc<broker_auth_mqtt::MqttStats>,
+) -> (Vec<String>, broker_auth_runtime::LiveAuth) {
     use broker_auth::token::{Claims, KeySet, TokenAlg, TokenConfig, TokenKey, TokenUse, Verifier};
     use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
     use broker_auth_runtime::{LiveAuth, Runtime};
@@ -81,7 +92,8 @@ async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<St
     )]);
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let now = test_support::unix_now();
-    let tokens = (0..STORM.max(8))
+    // One token per storm client, then STORM_IDENTITIES more for the reconnect storm.
+    let tokens = (0..STORM.max(8) + STORM_IDENTITIES)
         .map(|i| {
             keys.sign(&Claims::new(
                 &cfg,
@@ -102,7 +114,7 @@ async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<St
         100_000,
     );
     // What `sidecar serve` runs: the broker on a runtime whose enforcement task is running.
-    let runtime = Runtime::new(auth, Arc::new(broker_auth_runtime::SystemClock));
+    let runtime = Runtime::new(auth.clone(), Arc::new(broker_auth_runtime::SystemClock));
     std::mem::forget(runtime.spawn_enforcement());
     let config = MqttConfig {
         tcp: Some(([127, 0, 0, 1], port).into()),
@@ -112,7 +124,7 @@ async fn serve_acl(port: u16, stats: Arc<broker_auth_mqtt::MqttStats>) -> Vec<St
         .await
         .unwrap();
     std::mem::forget(broker);
-    tokens
+    (tokens, auth)
 }
 
 /// The same rmqtt, same listener limits, no hooks at all (anonymous clients, no ACL).
@@ -488,15 +500,20 @@ async fn throughput(b: &Broker, pairs: usize, qos: QoS, secs: f64) -> (f64, f64)
 }
 
 /// Connects/s for STORM distinct clients (64 at a time), how many were accepted, and the
-/// broker's resident memory per connected client.
-async fn storm(b: &Broker) -> (f64, usize, f64) {
+/// broker's resident memory per connected client. `cred` picks each client's credentials and
+/// `id` its client id.
+async fn storm(
+    b: &Broker,
+    cred: impl Fn(usize) -> usize,
+    id: impl Fn(usize) -> String,
+) -> (f64, usize, f64) {
     let rss0 = rss_kib(pid(b));
     let t0 = Instant::now();
     let sem = Arc::new(tokio::sync::Semaphore::new(64));
     let mut handles = Vec::new();
     for i in 0..STORM {
         let permit = sem.clone().acquire_owned().await.unwrap();
-        let o = options(b, format!("storm-{i}"), i);
+        let o = options(b, id(i), cred(i));
         handles.push(tokio::spawn(async move {
             let (c, mut el) = AsyncClient::new(o, 10);
             let ok = loop {
@@ -591,6 +608,7 @@ fn main() {
         .unwrap();
     let mut rows = Vec::new();
     let mut storms = Vec::new();
+    let mut reconnect = None;
     type Start = Box<dyn Fn() -> Option<Broker>>;
     let starts: [(&str, Start); 3] = [
         (
@@ -644,7 +662,16 @@ fn main() {
         }
         if with_storm {
             for b in &brokers {
-                storms.push((b.name, storm(b).await));
+                let s = storm(b, |i| i, |i| format!("storm-{i}")).await;
+                storms.push((b.name, s));
+            }
+            // The connect path of a fleet: many clients, random client ids, few identities.
+            if let Some(b) = brokers.iter_mut().find(|b| b.name == "embedded + ACL") {
+                let before = b.hook_stats();
+                let random_id = |_| format!("r-{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+                let s = storm(b, |i| STORM + i % STORM_IDENTITIES, random_id).await;
+                let after = b.hook_stats();
+                reconnect = Some((s, cache_delta(before, after)));
             }
         }
     });
@@ -697,4 +724,22 @@ fn main() {
     for (name, (rate, accepted, kib)) in storms {
         println!("| {name} | {rate:.0} connects/s | {accepted}/{STORM} | {kib:.1} KiB |");
     }
+    if let Some(((rate, accepted, _), (hits, misses))) = reconnect {
+        println!(
+            "\nembedded + ACL, {STORM} clients with random client ids over {STORM_IDENTITIES} device \
+             tokens: {rate:.0} connects/s, {accepted}/{STORM} accepted; grants cache {hits} hits, \
+             {misses} misses"
+        );
+    }
+}
+
+/// Grants-cache (hits, misses) between two `stats` answers.
+fn cache_delta(before: Option<serde_json::Value>, after: Option<serde_json::Value>) -> (u64, u64) {
+    let get = |v: &Option<serde_json::Value>, k: &str| {
+        v.as_ref().and_then(|v| v[k].as_u64()).unwrap_or(0)
+    };
+    (
+        get(&after, "grants_cache_hits") - get(&before, "grants_cache_hits"),
+        get(&after, "grants_cache_misses") - get(&before, "grants_cache_misses"),
+    )
 }

@@ -668,7 +668,12 @@ fn main() {
             // The connect path of a fleet: many clients, random client ids, few identities.
             if let Some(b) = brokers.iter_mut().find(|b| b.name == "embedded + ACL") {
                 let before = b.hook_stats();
-                let random_id = |_| format!("r-{:016x}", rand_core::RngCore::next_u64(&mut rand_core::OsRng));
+                let random_id = |_| {
+                    format!(
+                        "r-{:016x}",
+                        rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+                    )
+                };
                 let s = storm(b, |i| STORM + i % STORM_IDENTITIES, random_id).await;
                 let after = b.hook_stats();
                 reconnect = Some((s, cache_delta(before, after)));

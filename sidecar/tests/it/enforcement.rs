@@ -18,7 +18,7 @@ use test_support::nats_client::{Events, expect_event, token_client};
 
 use super::broker_routes::{DEV, mint};
 use super::harness::{TestKey, harness_now};
-use super::nats_callout::{CURVE_SEED, ISSUER_SEED, nats_config, seed_file};
+use super::nats_callout::{CURVE_SEED, ISSUER_SEED, announce, callout_flags, nats_config};
 use super::server::{Server, bootstrap};
 
 const CUT: Duration = Duration::from_secs(1);
@@ -175,30 +175,13 @@ async fn the_injected_clock_reaching_exp_ends_the_mqtt_session_and_the_nats_conn
 fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, String) {
     let data = dir.join("data");
     let admin = bootstrap(&data);
-    let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
-    let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
-    let server = Server::start(
-        &data,
-        &[
-            "--nats-url",
-            &nats.url(),
-            "--callout-nats-user",
-            "auth",
-            "--callout-nats-password",
-            "auth-pw",
-            "--callout-issuer-seed-file",
-            &issuer,
-            "--callout-xkey-seed-file",
-            &curve,
-            "--callout-kick-user",
-            "sys",
-            "--callout-kick-password",
-            "sys-pw",
-            "--policies",
-            policies.to_str().unwrap(),
-        ],
-    );
-    (server, admin)
+    let mut flags = callout_flags(dir, nats);
+    flags.extend([
+        "--policies".to_owned(),
+        policies.to_str().unwrap().to_owned(),
+    ]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    (Server::start(&data, &flags), admin)
 }
 
 fn own_policies(dir: &Path) -> PathBuf {
@@ -209,25 +192,6 @@ fn own_policies(dir: &Path) -> PathBuf {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
     to
-}
-
-async fn announce(http: &reqwest::Client, server: &Server) -> (String, String) {
-    let key = TestKey::ed();
-    let ts = test_support::unix_now();
-    let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
-    let r: Value = http
-        .post(server.url("/v1/announce"))
-        .json(&json!({"public_key": key.public(), "timestamp": ts, "signature": sig}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        r["device_address"].as_str().unwrap().to_owned(),
-        r["access_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// Ask `/acl` whether `token` may publish `topic` (the policy as the server serves it now).
@@ -253,8 +217,8 @@ async fn a_policy_change_cuts_the_devices_it_narrows_and_leaves_the_others_conne
     };
     let http = reqwest::Client::new();
     let port = server.mqtt_port.unwrap();
-    let (cut, cut_token) = announce(&http, &server).await;
-    let (kept, kept_token) = announce(&http, &server).await;
+    let (cut, cut_token) = announce(&http, &server, &TestKey::ed(), 0).await;
+    let (kept, kept_token) = announce(&http, &server, &TestKey::ed(), 0).await;
     let (cut_nats, mut cut_events) = nats_connect(&nats.url(), &cut_token).await;
     let (kept_nats, mut kept_events) = nats_connect(&nats.url(), &kept_token).await;
     let (_c, mut cut_mqtt) = mqtt(port, "cut", &cut_token).await.unwrap();
@@ -349,7 +313,6 @@ async fn taking_a_role_from_a_user_cuts_its_mqtt_and_nats_connections() {
         tokio::task::block_in_place(|| {
             let c = reqwest::blocking::Client::new();
             let key = TestKey::ed();
-            // Registered first so the role can be given before the login token is issued.
             let (id, _) = super::mqtt_e2e::register_and_login(&c, s, &a, &key, body);
             let r = c
                 .post(s.url(&format!("/apps/{app}/users/{id}/roles")))
@@ -358,22 +321,8 @@ async fn taking_a_role_from_a_user_cuts_its_mqtt_and_nats_connections() {
                 .send()
                 .unwrap();
             assert_eq!(r.status().as_u16(), 200);
-            let ch: Value = c
-                .post(s.url("/auth/challenge"))
-                .json(&json!({"public_key": key.public()}))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            let challenge = ch["challenge"].as_str().unwrap();
-            let login: Value = c
-                .post(s.url("/auth/verify"))
-                .json(&json!({"public_key": key.public(), "signature": key.sign(challenge.as_bytes()), "challenge": challenge}))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            (id, login["token"].as_str().unwrap().to_owned())
+            // A token issued with the role.
+            (id, super::mqtt_e2e::login(&c, s, &key))
         })
     };
     let topic = format!("tenants/{app}/line-1");

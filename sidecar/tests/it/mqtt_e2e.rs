@@ -47,6 +47,11 @@ pub fn register_and_login(
         .json()
         .unwrap();
     let id = reg["identity_id"].as_str().expect("registered").to_owned();
+    (id, login(c, server, key))
+}
+
+/// Log `key` in by challenge; its access token.
+pub fn login(c: &Client, server: &Server, key: &TestKey) -> String {
     let ch: Value = c
         .post(server.url("/auth/challenge"))
         .json(&json!({"public_key": key.public()}))
@@ -62,7 +67,7 @@ pub fn register_and_login(
         .unwrap()
         .json()
         .unwrap();
-    (id, login["token"].as_str().unwrap().to_owned())
+    login["token"].as_str().unwrap().to_owned()
 }
 
 /// A self-signed P-256 certificate for 127.0.0.1: (cert, key) paths.

@@ -25,6 +25,56 @@ pub fn nats_config() -> String {
     )
 }
 
+/// The `sidecar serve` flags of an in-process callout on `nats` (kicks through the system
+/// account), with its seed files written into `dir`.
+pub fn callout_flags(dir: &std::path::Path, nats: &NatsServer) -> Vec<String> {
+    let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
+    let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
+    [
+        "--nats-url",
+        &nats.url(),
+        "--callout-nats-user",
+        "auth",
+        "--callout-nats-password",
+        "auth-pw",
+        "--callout-issuer-seed-file",
+        &issuer,
+        "--callout-xkey-seed-file",
+        &curve,
+        "--callout-kick-user",
+        "sys",
+        "--callout-kick-password",
+        "sys-pw",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Announce `key` over REST; `nth` makes each announcement's signed timestamp distinct (a
+/// signature is usable once). (device address, access token).
+pub async fn announce(
+    http: &reqwest::Client,
+    server: &Server,
+    key: &TestKey,
+    nth: i64,
+) -> (String, String) {
+    let ts = test_support::unix_now() + nth;
+    let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
+    let r: Value = http
+        .post(server.url("/v1/announce"))
+        .json(&json!({"public_key": key.public(), "timestamp": ts, "signature": sig}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        r["device_address"].as_str().expect("announced").to_owned(),
+        r["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
 pub fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, seed).unwrap();
@@ -36,53 +86,17 @@ pub fn seed_file(dir: &std::path::Path, name: &str, seed: &str) -> String {
 async fn devices_announced_over_rest_connect_to_nats_and_deregistering_cuts_them() {
     let nats = NatsServer::start(&nats_config());
     let dir = tempfile::tempdir().unwrap();
-    let issuer = seed_file(dir.path(), "issuer.seed", ISSUER_SEED);
-    let curve = seed_file(dir.path(), "xkey.seed", CURVE_SEED);
-    let url = nats.url();
+    let flags = callout_flags(dir.path(), &nats);
     let data = dir.path().join("data");
     let server = tokio::task::spawn_blocking(move || {
-        Server::start(
-            &data,
-            &[
-                "--nats-url",
-                &url,
-                "--callout-nats-user",
-                "auth",
-                "--callout-nats-password",
-                "auth-pw",
-                "--callout-issuer-seed-file",
-                &issuer,
-                "--callout-xkey-seed-file",
-                &curve,
-                "--callout-kick-user",
-                "sys",
-                "--callout-kick-password",
-                "sys-pw",
-            ],
-        )
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start(&data, &flags)
     })
     .await
     .unwrap();
 
-    let key = TestKey::ed();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let body = json!({"public_key": key.public(), "timestamp": ts,
-        "signature": key.sign(format!("announce:{}:{ts}", key.public()).as_bytes())});
     let http = reqwest::Client::new();
-    let ann: Value = http
-        .post(server.url("/v1/announce"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = ann["access_token"].as_str().unwrap().to_owned();
-    let device = ann["device_address"].as_str().unwrap().to_owned();
+    let (device, token) = announce(&http, &server, &TestKey::ed(), 0).await;
 
     // The responder subscribes in the background; poll until the first connect goes through.
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -9,12 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use test_support::NatsServer;
 use test_support::nats_client::{expect_event, token_client};
 
 use super::harness::TestKey;
-use super::nats_callout::{CURVE_SEED, ISSUER_SEED, nats_config, seed_file};
+use super::nats_callout::{CURVE_SEED, ISSUER_SEED, announce, nats_config, seed_file};
 use super::server::{Server, bootstrap};
 
 /// The `callout` binary of this workspace, built if this test run has not built it yet (a
@@ -78,31 +77,6 @@ impl Drop for Callout {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Announce `key`; `nth` makes each announcement's signed timestamp distinct (a signature is
-/// usable once).
-async fn announce(
-    http: &reqwest::Client,
-    server: &Server,
-    key: &TestKey,
-    nth: i64,
-) -> (String, String) {
-    let ts = test_support::unix_now() + nth;
-    let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
-    let r: Value = http
-        .post(server.url("/v1/announce"))
-        .json(&json!({"public_key": key.public(), "timestamp": ts, "signature": sig}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (
-        r["device_address"].as_str().expect("announced").to_owned(),
-        r["access_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// Try connecting until `admitted` says whether one attempt got in, as wanted; panics after

@@ -235,7 +235,14 @@ pub fn authorize_connect(
     };
     let grants = match ctx.policy.grants_cached(&principal) {
         Ok(g) => g,
-        Err(_) => return Decision::deny(DenyCode::PolicyError, "policy evaluation failed"),
+        // The client learns only the code; the detail (which rule, where) is for the adapter's
+        // log, so a broken policy is visible and not just a wall of refusals.
+        Err(e) => {
+            return Decision::Deny(Denial {
+                code: DenyCode::PolicyError,
+                detail: Cow::Owned(format!("policy evaluation failed: {e}")),
+            });
+        }
     };
     if grants.is_empty() {
         return Decision::deny(

@@ -216,7 +216,12 @@ impl Responder {
             .or(r.client_info.name.as_deref());
         let permit = match shared.authorize(now, token, protocol, client_id) {
             Decision::Permit(p) => p,
-            Decision::Deny(d) => return Ok(Err(d.code)),
+            Decision::Deny(d) => {
+                if d.code == DenyCode::PolicyError {
+                    tracing::error!(detail = %d.detail, "nats connect: the policy failed");
+                }
+                return Ok(Err(d.code));
+            }
         };
         let a = permit.value;
         outcome.conn = Some(std::sync::Arc::new(LiveConn::from(&a)));

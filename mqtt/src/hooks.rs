@@ -134,6 +134,9 @@ impl Hooks {
         let result = match decision {
             Decision::Permit(p) => self.admit(ci, p.value).await,
             Decision::Deny(d) => {
+                if d.code == DenyCode::PolicyError {
+                    tracing::error!(detail = %d.detail, client_id, "mqtt connect: the policy failed");
+                }
                 self.refuse(ci, d.code.as_str());
                 if d.code.is_authentication_failure() {
                     AuthResult::BadUsernameOrPassword

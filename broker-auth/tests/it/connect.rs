@@ -121,3 +121,28 @@ fn superusers_are_marked() {
     assert_eq!(p.reason, "superuser");
     assert!(p.value.grants.allows(Action::Subscribe, "$SYS/#"));
 }
+
+#[test]
+fn a_policy_that_fails_at_connect_denies_and_says_why() {
+    let mut w = world();
+    // Grants of the wrong shape, for one principal only (the load-time cross-check does not
+    // try it).
+    w.policy = broker_auth::policy::PolicySet::from_sources(vec![
+        broker_auth::policy::PolicySource {
+            path: "broken.rego".into(),
+            text: "package broker\nimport rego.v1\n\
+                   grants := {\"publish\": \"devices/#\"} if input.principal.id == \"dev-BOOMBOOMBOOMBOOM\"\n"
+                .into(),
+        },
+        broker_auth::policy::PolicySource {
+            path: "acl.rego".into(),
+            text: "package broker.mqtt.acl\nallow := false\n".into(),
+        },
+    ])
+    .unwrap();
+    let t = w.token("dev-BOOMBOOMBOOMBOOM", |_| {});
+    let d = authorize_connect(w.ctx(), Some(&t), Protocol::Mqtt, Some("c1"));
+    let denial = d.denial().expect("denied");
+    assert_eq!(denial.code, DenyCode::PolicyError);
+    assert!(denial.detail.contains("wrong shape"), "{}", denial.detail);
+}

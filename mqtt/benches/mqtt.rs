@@ -2,9 +2,9 @@
 //! with its dynamic-security plugin holding equivalent ACLs — all in one run.
 //!
 //! ```sh
-//! cargo bench -p broker-auth --bench mqtt                 # ~5 minutes
-//! cargo bench -p broker-auth --bench mqtt -- --secs 10    # longer windows
-//! cargo bench -p broker-auth --bench mqtt -- --only acl,noacl --pairs 1 --qos 0   # a subset
+//! cargo bench -p broker-auth-mqtt --bench mqtt                 # ~5 minutes
+//! cargo bench -p broker-auth-mqtt --bench mqtt -- --secs 10    # longer windows
+//! cargo bench -p broker-auth-mqtt --bench mqtt -- --only acl,noacl --pairs 1 --qos 0   # a subset
 //! ```
 //!
 //! Each broker runs in its own process pinned to CPU 1 (`taskset`), the load generator (rumqttc)

@@ -38,7 +38,7 @@ pub fn build_state(
     let keys = keystore::load_key_set(
         store.as_ref(),
         &master,
-        config.signing_alg(),
+        config.signing_alg()?,
         now,
         config.max_token_lifetime(),
     )?;
@@ -64,7 +64,7 @@ pub fn build_state(
     }
     let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
     let policy = broker_auth_runtime::policy_dir::load_dir(&config.policies)
-        .map_err(|e| SidecarError::Policy(e.to_string()))?;
+        .map_err(|e| SidecarError::policy_from("", e))?;
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
@@ -90,8 +90,8 @@ pub fn build_state(
                 config.provision.names(),
             );
             if config.provision.backend_shared_secret.is_none() {
-                return Err(SidecarError::Config(
-                    "BACKEND_SHARED_SECRET is required with the provisioner".into(),
+                return Err(SidecarError::config(
+                    "BACKEND_SHARED_SECRET is required with the provisioner",
                 ));
             }
             // A wrong key must stop us now, not at the first provisioning request.
@@ -126,7 +126,7 @@ fn prepare_callout(
         .to_callout(url, &c.policies, &c.issuer(), &c.audience)?;
     let responder = args
         .responder()
-        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        .map_err(|e| SidecarError::config_from("", e))?;
     Ok((args, Arc::new(responder)))
 }
 
@@ -143,7 +143,7 @@ async fn start_mqtt(
         state.metrics.mqtt_stats.clone(),
     )
     .await
-    .map_err(|e| SidecarError::Config(e.to_string()))?;
+    .map_err(|e| SidecarError::config_from("", e))?;
     let a = broker.addrs();
     tracing::info!(tcp = ?a.tcp, ws = ?a.ws, tls = ?a.tls, "embedded MQTT broker listening");
     Ok(Some(broker))
@@ -204,10 +204,10 @@ pub async fn run(
     let state = build_state(config, store.clone(), Arc::new(SystemClock))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| SidecarError::Config(format!("cannot listen on {listen}: {e}")))?;
+        .map_err(|e| SidecarError::config_from(format!("cannot listen on {listen}"), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        .map_err(|e| SidecarError::config_from("", e))?;
     tracing::info!(%addr, identities = state.store.identity_count().unwrap_or(0), "sidecar listening");
 
     // Housekeeping: expired challenges, announce signatures and revocations leave memory and disk.
@@ -251,7 +251,7 @@ pub async fn run(
         let control_creds = match &state.config.provision.control_creds_path {
             Some(path) => Some(
                 std::fs::read_to_string(path)
-                    .map_err(|e| SidecarError::Config(format!("{}: {e}", path.display())))?,
+                    .map_err(|e| SidecarError::config_from(path.display().to_string(), e))?,
             ),
             None => None,
         };

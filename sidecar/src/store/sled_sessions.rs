@@ -2,20 +2,20 @@
 //! stored bytes, so of two concurrent exchanges of one token exactly one wins; families are keyed
 //! `<user>/<family>` so logout finds all of a user's sessions with a prefix scan.
 
-use super::StoreResult;
 use super::codec::{decode, encode};
 use super::records::{FamilyRecord, RefreshRecord};
 use super::sled_store::{SledStore, backend};
+use super::{SessionStore, StoreResult};
 
-impl SledStore {
-    pub(super) fn s_put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
+impl SessionStore for SledStore {
+    fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
         self.refresh
             .insert(rec.id.as_bytes(), encode("refresh", rec)?)
             .map_err(backend)?;
         Ok(())
     }
 
-    pub(super) fn s_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
+    fn refresh_token(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
         self.refresh
             .get(id.as_bytes())
             .map_err(backend)?
@@ -23,7 +23,7 @@ impl SledStore {
             .transpose()
     }
 
-    pub(super) fn s_use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
+    fn use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
         let current = encode("refresh", rec)?;
         let mut used = rec.clone();
         used.used_at = Some(at);
@@ -38,7 +38,7 @@ impl SledStore {
         Ok(swapped.is_ok())
     }
 
-    pub(super) fn s_put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
+    fn put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
         self.families
             .insert(
                 format!("{}/{}", rec.user_id, rec.id).as_bytes(),
@@ -48,7 +48,7 @@ impl SledStore {
         Ok(())
     }
 
-    pub(super) fn s_family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
+    fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
         self.families
             .get(format!("{user}/{id}").as_bytes())
             .map_err(backend)?
@@ -56,7 +56,7 @@ impl SledStore {
             .transpose()
     }
 
-    pub(super) fn s_families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
+    fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
         self.families
             .scan_prefix(format!("{user}/").as_bytes())
             .map(|kv| decode("families", &kv.map_err(backend)?.1))

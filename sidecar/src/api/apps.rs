@@ -206,8 +206,13 @@ fn verify_api_key(
 pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let st = state.clone();
-    let s = move || with_state(st.clone());
+    app_routes(state.clone()).or(key_routes(state)).unify()
+}
+
+fn app_routes(
+    state: State,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let s = move || with_state(state.clone());
     let apps_get = warp::path!("apps")
         .and(warp::get())
         .and(s())
@@ -247,6 +252,24 @@ pub fn routes(
         .and_then(|app, user, role, st, b| async move {
             remove_role(st, (app, user, role), b).await.map_err(reject)
         });
+    apps_get
+        .or(apps_post)
+        .unify()
+        .or(roles_get)
+        .unify()
+        .or(roles_post)
+        .unify()
+        .or(assign)
+        .unify()
+        .or(unassign)
+        .unify()
+}
+
+fn key_routes(
+    state: State,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let st = state.clone();
+    let s = move || with_state(st.clone());
     let keys_post = warp::path!("apikeys")
         .and(warp::post())
         .and(s())
@@ -266,21 +289,5 @@ pub fn routes(
         .and_then(
             |st: State, r: VerifyApiKey| async move { verify_api_key(&st, &r).map_err(reject) },
         );
-    apps_get
-        .or(apps_post)
-        .unify()
-        .or(roles_get)
-        .unify()
-        .or(roles_post)
-        .unify()
-        .or(assign)
-        .unify()
-        .or(unassign)
-        .unify()
-        .or(keys_verify)
-        .unify()
-        .or(keys_post)
-        .unify()
-        .or(keys_delete)
-        .unify()
+    keys_verify.or(keys_post).unify().or(keys_delete).unify()
 }

@@ -69,7 +69,7 @@ impl From<&IdentityRecord> for IdentityView {
             groups: r.groups.clone(),
             metadata: r.metadata.clone(),
             created_at: rfc3339(r.created_at),
-            disabled: r.disabled_at.is_some(),
+            disabled: r.is_disabled(),
         }
     }
 }

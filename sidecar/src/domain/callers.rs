@@ -72,8 +72,7 @@ pub fn authenticate(state: &AppState, bearer: Option<&str>) -> Result<Caller, Si
             TokenUse::Access,
         )
         .map_err(SidecarError::InvalidToken)?;
-    let identity = identities::active(state.store.as_ref(), &claims.sub)?
-        .ok_or(SidecarError::InvalidToken(DenyCode::Revoked))?;
+    let identity = identities::of_token(state.store.as_ref(), &claims)?;
     // An app's shared secret speaks only for the people who signed in to that app through
     // an upstream provider — never for an admin, a device or another app's user.
     if app_key && (identity.upstream.is_none() || identity.tenant != claims.tenant) {

@@ -97,7 +97,7 @@ impl Standing {
     fn of(rec: Option<IdentityRecord>) -> Standing {
         match rec {
             None => Standing::Unknown,
-            Some(r) if r.disabled_at.is_some() => Standing::Disabled(r),
+            Some(r) if r.is_disabled() => Standing::Disabled(r),
             Some(r) => Standing::Active(r),
         }
     }
@@ -133,6 +133,14 @@ pub fn by_key(store: &dyn IdentityStore, sign_in_key: &str) -> StoreResult<Stand
 /// The identity `id` if it exists and is not disabled.
 pub fn active(store: &dyn IdentityStore, id: &str) -> StoreResult<Option<IdentityRecord>> {
     by_id(store, id).map(Standing::active)
+}
+
+/// The identity a verified access token speaks for: it must still exist and be active.
+pub fn of_token(
+    store: &dyn IdentityStore,
+    claims: &Claims,
+) -> Result<IdentityRecord, SidecarError> {
+    active(store, &claims.sub)?.ok_or(SidecarError::InvalidToken(broker_auth::DenyCode::Revoked))
 }
 
 /// The identity that signs in with `key`: unknown is [`SidecarError::UnknownIdentity`],

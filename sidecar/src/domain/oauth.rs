@@ -375,17 +375,9 @@ pub fn userinfo(state: &AppState, bearer: Option<&str>) -> Result<serde_json::Va
         audience: oauth_audience(state),
         ..state.token_config.clone()
     });
-    let claims = verifier
-        .verify(
-            &state.auth.keys(),
-            token,
-            state.now(),
-            state.auth.revocations(),
-            TokenUse::Access,
-        )
+    let claims = tokens::verify_with(state, &verifier, token, TokenUse::Access)
         .map_err(SidecarError::InvalidToken)?;
-    let identity = identities::active(state.store.as_ref(), &claims.sub)?
-        .ok_or(SidecarError::InvalidToken(broker_auth::DenyCode::Revoked))?;
+    let identity = identities::of_token(state.store.as_ref(), &claims)?;
     let mut v = profile(state, &identity);
     v["sub"] = json!(identity.id);
     Ok(v)

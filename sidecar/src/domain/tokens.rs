@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use broker_auth::revocation::IdentityAttrs;
-use broker_auth::token::{Claims, TokenUse};
+use broker_auth::token::{Claims, TokenUse, Verifier};
 use broker_auth::{CompiledGrants, DenyCode, Principal, Protocol};
 use rand_core::OsRng;
 
@@ -112,7 +112,17 @@ pub fn session_access(
 
 /// Verify a token of the product (any enforcement point's rules) at the state's time.
 pub fn verify(state: &AppState, token: &str, token_use: TokenUse) -> Result<Claims, DenyCode> {
-    state.auth.verifier().verify(
+    verify_with(state, state.auth.verifier(), token, token_use)
+}
+
+/// Verify with `verifier` (another audience's rules) against the live keys and revocations.
+pub fn verify_with(
+    state: &AppState,
+    verifier: &Verifier,
+    token: &str,
+    token_use: TokenUse,
+) -> Result<Claims, DenyCode> {
+    verifier.verify(
         &state.auth.keys(),
         token,
         state.now(),

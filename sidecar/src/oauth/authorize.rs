@@ -96,26 +96,36 @@ fn begin(state: &State, raw_query: &str) -> Result<warp::reply::Response, Sideca
         challenge: random_challenge(),
     };
     let request_id = oauth::park_request(state, request.clone())?;
+    state.metrics.outcome("oauth_authorize", "page");
+    Ok(sign_in_page(state, &client.name, &request, &request_id))
+}
+
+/// The page of a parked request: sign its challenge with a key, or follow an upstream login.
+fn sign_in_page(
+    state: &State,
+    client_name: &str,
+    request: &AuthorizeRequest,
+    request_id: &str,
+) -> warp::reply::Response {
     let upstream = state
         .upstream
         .names()
         .map(|name| {
             let link = format!(
                 "{name}?{}",
-                serde_urlencoded::to_string([("authorize", &request_id)]).unwrap_or_default()
+                serde_urlencoded::to_string([("authorize", request_id)]).unwrap_or_default()
             );
             (name.to_owned(), link)
         })
         .collect();
-    state.metrics.outcome("oauth_authorize", "page");
-    Ok(AuthorizePage {
-        client_name: &client.name,
+    AuthorizePage {
+        client_name,
         scopes: &request.scopes,
-        request_id: &request_id,
+        request_id,
         challenge: &request.challenge,
         upstream,
     }
-    .render())
+    .render()
 }
 
 async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, SidecarError> {

@@ -258,37 +258,14 @@ struct AppLogin {
     refresh_token: String,
 }
 
-async fn callback(
+/// Exchange the callback's code at the provider (PKCE) and verify its ID token (signature,
+/// `iss`, `aud`, `exp`, `nonce`); returns the account it names and its display name.
+async fn provider_account(
     state: &State,
-    name: &str,
-    raw_query: &str,
-    cookies: Option<&str>,
-) -> Result<warp::reply::Response, SidecarError> {
-    let provider = state
-        .upstream
-        .get(name)
-        .ok_or(SidecarError::NotFound("provider"))?;
-    let q = form_pairs(raw_query.as_bytes()).map_err(|_| failed("malformed callback"))?;
-    let csrf = param(&q, "state").ok_or_else(|| failed("state is missing"))?;
-    let Some(pending) = oauth::take_upstream(state, csrf, name)? else {
-        state.metrics.outcome("upstream_login", "bad_state");
-        return Err(failed("state is unknown, used or expired"));
-    };
-    let bound = cookie_value(cookies, &cookie_name(name))
-        .is_some_and(|v| ct_eq(&sha256_hex(v), &pending.browser_hash));
-    if !bound {
-        state.metrics.outcome("upstream_login", "other_browser");
-        return Err(failed("this login was started in another browser"));
-    }
-    if let Some(err) = param(&q, "error") {
-        let err: String = err
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
-        return Err(failed(format!("the provider answered {err}")));
-    }
-    let code = param(&q, "code").ok_or_else(|| failed("code is missing"))?;
+    provider: &Provider,
+    code: &str,
+    pending: &UpstreamPending,
+) -> Result<(UpstreamAccount, Option<String>), SidecarError> {
     let client = state
         .upstream
         .client(provider, &state.config.base_url())
@@ -338,6 +315,41 @@ async fn callback(
         .name()
         .and_then(|n| n.get(None))
         .map(|n| n.as_str().to_owned());
+    Ok((account, display))
+}
+
+async fn callback(
+    state: &State,
+    name: &str,
+    raw_query: &str,
+    cookies: Option<&str>,
+) -> Result<warp::reply::Response, SidecarError> {
+    let provider = state
+        .upstream
+        .get(name)
+        .ok_or(SidecarError::NotFound("provider"))?;
+    let q = form_pairs(raw_query.as_bytes()).map_err(|_| failed("malformed callback"))?;
+    let csrf = param(&q, "state").ok_or_else(|| failed("state is missing"))?;
+    let Some(pending) = oauth::take_upstream(state, csrf, name)? else {
+        state.metrics.outcome("upstream_login", "bad_state");
+        return Err(failed("state is unknown, used or expired"));
+    };
+    let bound = cookie_value(cookies, &cookie_name(name))
+        .is_some_and(|v| ct_eq(&sha256_hex(v), &pending.browser_hash));
+    if !bound {
+        state.metrics.outcome("upstream_login", "other_browser");
+        return Err(failed("this login was started in another browser"));
+    }
+    if let Some(err) = param(&q, "error") {
+        let err: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(failed(format!("the provider answered {err}")));
+    }
+    let code = param(&q, "code").ok_or_else(|| failed("code is missing"))?;
+    let (account, display) = provider_account(state, provider, code, &pending).await?;
     if let Some(req) = pending.authorize {
         let app = oauth::app_of_client(state, &req.client_id)?;
         let identity = upstream_sign_in(state, app.as_deref(), account, display)?;

@@ -270,35 +270,27 @@ pub trait MaintenanceStore: Durable {
     fn size_on_disk(&self) -> StoreResult<u64>;
 }
 
-/// The service's persistence: every domain's store in one object (`Arc<dyn Store>`). A backend
-/// implements the domain traits and gets this one for free.
-pub trait Store:
-    IdentityStore
-    + DeviceStore
-    + RevocationStore
-    + BanStore
-    + ApiKeyStore
-    + SigningKeyStore
-    + NatsStore
-    + TenancyStore
-    + SessionStore
-    + OAuthStore
-    + MaintenanceStore
-{
+/// `Store` and its blanket impl from one list of the domain traits.
+macro_rules! union_of {
+    ($($part:ident),+ $(,)?) => {
+        /// The service's persistence: every domain's store in one object (`Arc<dyn Store>`). A
+        /// backend implements the domain traits and gets this one for free.
+        pub trait Store: $($part +)+ {}
+
+        impl<T: $($part +)+ ?Sized> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: IdentityStore
-        + DeviceStore
-        + RevocationStore
-        + BanStore
-        + ApiKeyStore
-        + SigningKeyStore
-        + NatsStore
-        + TenancyStore
-        + SessionStore
-        + OAuthStore
-        + MaintenanceStore
-        + ?Sized
-{
-}
+union_of!(
+    IdentityStore,
+    DeviceStore,
+    RevocationStore,
+    BanStore,
+    ApiKeyStore,
+    SigningKeyStore,
+    NatsStore,
+    TenancyStore,
+    SessionStore,
+    OAuthStore,
+    MaintenanceStore,
+);

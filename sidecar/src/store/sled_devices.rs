@@ -12,18 +12,11 @@ use super::sled_store::{SledStore, abort, backend, tx_error};
 
 impl DeviceStore for SledStore {
     fn put_challenge(&self, challenge: &str, rec: &ChallengeRecord) -> StoreResult<()> {
-        self.challenges
-            .insert(challenge.as_bytes(), encode("challenges", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.challenges, "challenges", challenge.as_bytes(), rec)
     }
 
     fn take_challenge(&self, challenge: &str) -> StoreResult<Option<ChallengeRecord>> {
-        self.challenges
-            .remove(challenge.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("challenges", &v))
-            .transpose()
+        Self::take_from(&self.challenges, "challenges", challenge.as_bytes())
     }
 
     fn remember_signature(&self, digest: &[u8], until: i64) -> StoreResult<bool> {

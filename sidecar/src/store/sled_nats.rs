@@ -29,10 +29,7 @@ impl NatsStore for SledStore {
     }
 
     fn update_nats_account(&self, rec: &NatsAccountRecord) -> StoreResult<()> {
-        self.nats_accounts
-            .insert(rec.id.as_bytes(), encode("nats_accounts", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.nats_accounts, "nats_accounts", rec.id.as_bytes(), rec)
     }
 
     fn nats_account(&self, id: &str) -> StoreResult<Option<NatsAccountRecord>> {
@@ -40,10 +37,7 @@ impl NatsStore for SledStore {
     }
 
     fn nats_accounts(&self) -> StoreResult<Vec<NatsAccountRecord>> {
-        self.nats_accounts
-            .iter()
-            .map(|kv| decode("nats_accounts", &kv.map_err(backend)?.1))
-            .collect()
+        Self::all_in(&self.nats_accounts, "nats_accounts")
     }
 
     fn nats_account_by_key(&self, public_key: &str) -> StoreResult<Option<NatsAccountRecord>> {
@@ -73,10 +67,7 @@ impl NatsStore for SledStore {
     }
 
     fn update_nats_user(&self, rec: &NatsUserRecord) -> StoreResult<()> {
-        self.nats_users
-            .insert(rec.id.as_bytes(), encode("nats_users", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.nats_users, "nats_users", rec.id.as_bytes(), rec)
     }
 
     fn nats_user(&self, id: &str) -> StoreResult<Option<NatsUserRecord>> {
@@ -84,9 +75,6 @@ impl NatsStore for SledStore {
     }
 
     fn nats_users(&self) -> StoreResult<Vec<NatsUserRecord>> {
-        self.nats_users
-            .iter()
-            .map(|kv| decode("nats_users", &kv.map_err(backend)?.1))
-            .collect()
+        Self::all_in(&self.nats_users, "nats_users")
     }
 }

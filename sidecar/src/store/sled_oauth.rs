@@ -9,25 +9,15 @@ use super::{OAuthStore, StoreResult};
 
 impl OAuthStore for SledStore {
     fn put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()> {
-        self.oauth_clients
-            .insert(rec.id.as_bytes(), encode("oauth_clients", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.oauth_clients, "oauth_clients", rec.id.as_bytes(), rec)
     }
 
     fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRecord>> {
-        self.oauth_clients
-            .get(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_clients", &v))
-            .transpose()
+        Self::get(&self.oauth_clients, "oauth_clients", id.as_bytes())
     }
 
     fn oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
-        self.oauth_clients
-            .iter()
-            .map(|kv| decode("oauth_clients", &kv.map_err(backend)?.1))
-            .collect()
+        Self::all_in(&self.oauth_clients, "oauth_clients")
     }
 
     fn delete_oauth_client(&self, id: &str) -> StoreResult<bool> {
@@ -39,33 +29,19 @@ impl OAuthStore for SledStore {
     }
 
     fn put_pending(&self, id: &str, rec: &PendingRecord) -> StoreResult<()> {
-        self.pending
-            .insert(id.as_bytes(), encode("oauth_pending", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.pending, "oauth_pending", id.as_bytes(), rec)
     }
 
     fn take_pending(&self, id: &str) -> StoreResult<Option<PendingRecord>> {
-        self.pending
-            .remove(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_pending", &v))
-            .transpose()
+        Self::take_from(&self.pending, "oauth_pending", id.as_bytes())
     }
 
     fn put_code(&self, digest: &str, rec: &AuthCodeRecord) -> StoreResult<()> {
-        self.codes
-            .insert(digest.as_bytes(), encode("oauth_codes", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.codes, "oauth_codes", digest.as_bytes(), rec)
     }
 
     fn code(&self, digest: &str) -> StoreResult<Option<AuthCodeRecord>> {
-        self.codes
-            .get(digest.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_codes", &v))
-            .transpose()
+        Self::get(&self.codes, "oauth_codes", digest.as_bytes())
     }
 
     fn use_code(

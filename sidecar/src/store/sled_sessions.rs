@@ -9,18 +9,11 @@ use super::{SessionStore, StoreResult};
 
 impl SessionStore for SledStore {
     fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
-        self.refresh
-            .insert(rec.id.as_bytes(), encode("refresh", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.refresh, "refresh", rec.id.as_bytes(), rec)
     }
 
     fn refresh_token(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
-        self.refresh
-            .get(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("refresh", &v))
-            .transpose()
+        Self::get(&self.refresh, "refresh", id.as_bytes())
     }
 
     fn use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
@@ -39,21 +32,20 @@ impl SessionStore for SledStore {
     }
 
     fn put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
-        self.families
-            .insert(
-                format!("{}/{}", rec.user_id, rec.id).as_bytes(),
-                encode("families", rec)?,
-            )
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(
+            &self.families,
+            "families",
+            format!("{}/{}", rec.user_id, rec.id).as_bytes(),
+            rec,
+        )
     }
 
     fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
-        self.families
-            .get(format!("{user}/{id}").as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("families", &v))
-            .transpose()
+        Self::get(
+            &self.families,
+            "families",
+            format!("{user}/{id}").as_bytes(),
+        )
     }
 
     fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {

@@ -95,6 +95,37 @@ impl SledStore {
         })
     }
 
+    pub(super) fn put_in<T: serde::Serialize>(
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+        rec: &T,
+    ) -> StoreResult<()> {
+        tree.insert(key, encode(name, rec)?).map_err(backend)?;
+        Ok(())
+    }
+
+    pub(super) fn all_in<T: serde::de::DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+    ) -> StoreResult<Vec<T>> {
+        tree.iter()
+            .map(|kv| decode(name, &kv.map_err(backend)?.1))
+            .collect()
+    }
+
+    /// Remove and return: of two callers racing for one key, exactly one gets the record.
+    pub(super) fn take_from<T: serde::de::DeserializeOwned>(
+        tree: &sled::Tree,
+        name: &'static str,
+        key: &[u8],
+    ) -> StoreResult<Option<T>> {
+        tree.remove(key)
+            .map_err(backend)?
+            .map(|v| decode(name, &v))
+            .transpose()
+    }
+
     pub(super) fn get<T: serde::de::DeserializeOwned>(
         tree: &sled::Tree,
         name: &'static str,
@@ -144,10 +175,7 @@ impl IdentityStore for SledStore {
     }
 
     fn update_identity(&self, rec: &IdentityRecord) -> StoreResult<()> {
-        self.identities
-            .insert(rec.id.as_bytes(), encode("identities", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.identities, "identities", rec.id.as_bytes(), rec)
     }
 
     fn identity(&self, id: &str) -> StoreResult<Option<IdentityRecord>> {
@@ -190,9 +218,7 @@ impl RevocationStore for SledStore {
     fn append_revocation(&self, rec: &RevocationRecord) -> StoreResult<u64> {
         // generate_id is monotonic across restarts; +1 so that `since=0` returns everything.
         let seq = self.db.generate_id().map_err(backend)? + 1;
-        self.revocations
-            .insert(seq.to_be_bytes(), encode("revocations", rec)?)
-            .map_err(backend)?;
+        Self::put_in(&self.revocations, "revocations", &seq.to_be_bytes(), rec)?;
         Ok(seq)
     }
 
@@ -220,10 +246,7 @@ impl RevocationStore for SledStore {
 
 impl BanStore for SledStore {
     fn put_ban(&self, rec: &BanRecord) -> StoreResult<()> {
-        self.bans
-            .insert(rec.ip.as_bytes(), encode("bans", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.bans, "bans", rec.ip.as_bytes(), rec)
     }
 
     fn remove_ban(&self, ip: &str) -> StoreResult<bool> {
@@ -231,19 +254,13 @@ impl BanStore for SledStore {
     }
 
     fn bans(&self) -> StoreResult<Vec<BanRecord>> {
-        self.bans
-            .iter()
-            .map(|kv| decode("bans", &kv.map_err(backend)?.1))
-            .collect()
+        Self::all_in(&self.bans, "bans")
     }
 }
 
 impl ApiKeyStore for SledStore {
     fn put_api_key(&self, rec: &ApiKeyRecord) -> StoreResult<()> {
-        self.api_keys
-            .insert(rec.id.as_bytes(), encode("api_keys", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.api_keys, "api_keys", rec.id.as_bytes(), rec)
     }
 
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
@@ -253,17 +270,11 @@ impl ApiKeyStore for SledStore {
 
 impl SigningKeyStore for SledStore {
     fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.signing_keys
-            .iter()
-            .map(|kv| decode("signing_keys", &kv.map_err(backend)?.1))
-            .collect()
+        Self::all_in(&self.signing_keys, "signing_keys")
     }
 
     fn put_signing_key(&self, rec: &SigningKeyRecord) -> StoreResult<()> {
-        self.signing_keys
-            .insert(rec.kid.as_bytes(), encode("signing_keys", rec)?)
-            .map_err(backend)?;
-        Ok(())
+        Self::put_in(&self.signing_keys, "signing_keys", rec.kid.as_bytes(), rec)
     }
 
     fn remove_signing_key(&self, kid: &str) -> StoreResult<()> {

@@ -545,6 +545,15 @@ mod tests {
     }
 
     #[test]
+    fn signing_algorithms_are_the_cores_names_without_hs256() {
+        assert_eq!(signing_alg_named("ES256").unwrap(), TokenAlg::ES256);
+        assert_eq!(signing_alg_named("EdDSA").unwrap(), TokenAlg::EdDSA);
+        for bad in ["HS256", "es256", ""] {
+            assert!(signing_alg_named(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn rate_limit_spec_parses() {
         assert_eq!(
             parse_rate_limit("20/60").unwrap(),

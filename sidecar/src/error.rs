@@ -197,3 +197,33 @@ impl From<broker_auth::Error> for SidecarError {
 }
 
 impl warp::reject::Reject for SidecarError {}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn wrapping_errors_read_as_before_and_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = SidecarError::config_from("/etc/x", io);
+        assert_eq!(e.to_string(), "/etc/x: no such file");
+        let cause = e
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+        let bare = SidecarError::internal_from("", std::fmt::Error);
+        assert_eq!(
+            bare.to_string(),
+            "internal error: an error occurred when formatting an argument"
+        );
+        assert!(SidecarError::config("plain").source().is_none());
+        let core = broker_auth::Error::BadKey("weak".into());
+        let e = SidecarError::from(core);
+        assert!(matches!(e, SidecarError::Malformed(_)));
+        assert_eq!(e.to_string(), "unacceptable key: weak");
+    }
+}

@@ -205,6 +205,7 @@ pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
 
 /// warp's `recover`: our errors and warp's own rejections, all in the envelope.
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    // warp lends its own rejections (`find` gives a reference): their text is all we can keep.
     let e = if let Some(e) = rejection.find::<SidecarError>() {
         return Ok(reply_for(e));
     } else if rejection.is_not_found() {

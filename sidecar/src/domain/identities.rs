@@ -363,3 +363,45 @@ pub fn upstream_sign_in(
     let rec = IdentityRecord::upstream_user(app, account, name, state.now());
     insert_or_winner(store, &state.metrics, rec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    #[test]
+    fn standing_is_read_once_for_every_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let key = PublicKey::decode_for(
+            IdentityType::Device,
+            &broker_auth::b64::url_encode(&[
+                0x3d, 0x40, 0x17, 0xc3, 0xe8, 0x43, 0x89, 0x5a, 0x92, 0xb7, 0x0a, 0xa7, 0x4d, 0x1b,
+                0x7e, 0xbc, 0x9c, 0x98, 0x2c, 0xcf, 0x2e, 0xc4, 0x96, 0x8c, 0xc0, 0xcd, 0x55, 0xf1,
+                0x2a, 0xf4, 0x66, 0x0c,
+            ]),
+        )
+        .unwrap();
+        let mut rec = IdentityRecord::announced(&key, 10);
+        assert_eq!(rec.kind, IdentityType::Device);
+        assert_eq!(rec.public_key.as_deref(), Some(key.canonical().as_str()));
+        store.insert_identity(&rec).unwrap();
+        assert!(active(&store, &rec.id).unwrap().is_some());
+        assert!(signing_in(&store, &key.canonical()).is_ok());
+        rec.disabled_at = Some(11);
+        store.update_identity(&rec).unwrap();
+        assert!(active(&store, &rec.id).unwrap().is_none());
+        assert!(matches!(
+            by_id(&store, &rec.id).unwrap(),
+            Standing::Disabled(_)
+        ));
+        assert!(matches!(
+            signing_in(&store, &key.canonical()),
+            Err(SidecarError::Forbidden("identity is disabled"))
+        ));
+        assert!(matches!(
+            signing_in(&store, "nobody"),
+            Err(SidecarError::UnknownIdentity)
+        ));
+    }
+}

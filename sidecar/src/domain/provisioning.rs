@@ -27,6 +27,9 @@ pub fn check_name(what: &str, s: &str) -> Result<(), SidecarError> {
     }
 }
 
+/// nats-server keeps a consumer's name in its storage paths: at most 255 characters.
+const MAX_CONSUMER_NAME: usize = 255;
+
 /// The account JWT the resolver serves for `key` (none: the system account's).
 pub fn resolve(state: &AppState, key: Option<&str>) -> Result<String, SidecarError> {
     provisioner(state)?;
@@ -113,6 +116,12 @@ pub async fn create_user(
     let p = provisioner(state)?;
     check_name("tenantId", tenant)?;
     check_name("sensorId", sensor)?;
+    if consumer_name(tenant, sensor).len() > MAX_CONSUMER_NAME {
+        return Err(SidecarError::Validation(format!(
+            "tenantId and sensorId together are too long: the consumer name cmd-<tenantId>-<sensorId> \
+             must be at most {MAX_CONSUMER_NAME} characters"
+        )));
+    }
     let store: &dyn NatsStore = state.store.as_ref();
     let account = store.nats_account(tenant)?.ok_or(SidecarError::NotFound(
         "tenant account (POST /accounts first)",

@@ -20,7 +20,7 @@ use ed25519_dalek::Signer as _;
 use rand_core::OsRng;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use sidecar::store::{IdentityRecord, SledStore, Store};
+use sidecar::store::{Durable, IdentityRecord, IdentityStore, SledStore};
 
 struct Server(Child, u16);
 

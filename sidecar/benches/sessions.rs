@@ -9,8 +9,8 @@
 
 use std::time::Instant;
 
-use sidecar::sessions::{Exchanged, exchange, open};
-use sidecar::store::{SledStore, Store};
+use sidecar::domain::sessions::{Exchanged, exchange, open};
+use sidecar::store::{ApiKeyStore, Durable, SledStore};
 
 fn rotations(store: &SledStore, n: usize, flush: bool) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()

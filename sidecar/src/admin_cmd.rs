@@ -8,7 +8,7 @@ use crate::apikeys;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeArgs, StoreArgs};
 use crate::error::SidecarError;
-use crate::store::{SledStore, Store};
+use crate::store::{ApiKeyStore, Durable, SledStore, Store};
 
 fn init_logging(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -48,23 +48,23 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, SidecarError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| SidecarError::Internal(e.to_string()))?;
+        .map_err(|e| SidecarError::internal_from("tokio runtime", e))?;
     rt.block_on(crate::serve::run(args, shutdown_signal(), None))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn flush(store: &dyn Store) -> Result<(), SidecarError> {
+fn flush(store: &dyn Durable) -> Result<(), SidecarError> {
     tokio::runtime::Builder::new_current_thread()
         .build()
-        .map_err(|e| SidecarError::Internal(e.to_string()))?
+        .map_err(|e| SidecarError::internal_from("tokio runtime", e))?
         .block_on(store.flush())?;
     Ok(())
 }
 
 pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, SidecarError> {
     if !(1..=365).contains(&expires_in_days) {
-        return Err(SidecarError::Config(
-            "--expires-in-days must be between 1 and 365".into(),
+        return Err(SidecarError::config(
+            "--expires-in-days must be between 1 and 365",
         ));
     }
     let store = SledStore::open(&args.data_dir)?;
@@ -93,11 +93,7 @@ pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, Sid
 pub fn rotate(args: &StoreArgs, alg: &str) -> Result<ExitCode, SidecarError> {
     let store = SledStore::open(&args.data_dir)?;
     let master = crate::serve::master_key(args)?;
-    let alg = if alg == "ES256" {
-        TokenAlg::ES256
-    } else {
-        TokenAlg::EdDSA
-    };
+    let alg = crate::config::signing_alg_named(alg)?;
     let kid = crate::keystore::rotate(&store, &master, alg, SystemClock.now())?;
     flush(&store)?;
     println!("new signing key {kid}");

@@ -15,7 +15,7 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::store::{ApiKeyRecord, Store};
+use crate::store::{ApiKeyRecord, ApiKeyStore};
 
 const PREFIX: &str = "ak_";
 const ID_LEN: usize = 16;
@@ -113,11 +113,15 @@ pub fn parse(key: &str) -> Result<(&str, &str), ApiKeyError> {
 }
 
 /// Verify a presented key against the store at time `now`.
-pub fn verify(store: &dyn Store, key: &str, now: i64) -> Result<ApiKeyRecord, ApiKeyError> {
+pub fn verify(store: &dyn ApiKeyStore, key: &str, now: i64) -> Result<ApiKeyRecord, ApiKeyError> {
     let (id, secret) = parse(key)?;
     let rec = store
         .api_key(id)
-        .map_err(|_| ApiKeyError::Unknown)?
+        .map_err(|e| {
+            // Refused like an unknown key (401), but the store's failure is not lost.
+            tracing::warn!(error = %e, "API key lookup failed");
+            ApiKeyError::Unknown
+        })?
         .ok_or(ApiKeyError::Unknown)?;
     let presented = hash_secret(secret);
     if presented

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use broker_auth::secret::SecretString;
+use broker_auth::token::TokenAlg;
 use clap::{ArgAction, Args};
 use ipnet::IpNet;
 
@@ -159,13 +160,12 @@ impl ProvisionArgs {
     /// The seed encryption key, required and checked whenever the provisioner runs.
     pub fn seed_key(&self) -> Result<crate::keystore::MasterKey, SidecarError> {
         let k = self.account_seed_encryption_key.as_ref().ok_or_else(|| {
-            SidecarError::Config(
-                "ACCOUNT_SEED_ENCRYPTION_KEY (base64 of 32 bytes) is required with the provisioner"
-                    .into(),
+            SidecarError::config(
+                "ACCOUNT_SEED_ENCRYPTION_KEY (base64 of 32 bytes) is required with the provisioner",
             )
         })?;
         crate::keystore::MasterKey::from_base64(k.expose()).map_err(|_| {
-            SidecarError::Config("ACCOUNT_SEED_ENCRYPTION_KEY must be base64 of 32 bytes".into())
+            SidecarError::config("ACCOUNT_SEED_ENCRYPTION_KEY must be base64 of 32 bytes")
         })
     }
 
@@ -174,6 +174,21 @@ impl ProvisionArgs {
             command_stream: self.command_stream_name.clone(),
             control_account: self.control_account_name.clone(),
         }
+    }
+}
+
+/// The algorithm of newly generated signing keys, by its JOSE name as the core spells it (its
+/// own deserializer). HS256 is refused: it exists only for operator-configured app secrets.
+pub fn signing_alg_named(name: &str) -> Result<TokenAlg, SidecarError> {
+    use serde::Deserialize as _;
+    use serde::de::IntoDeserializer as _;
+    let parsed: Result<TokenAlg, serde::de::value::Error> =
+        TokenAlg::deserialize(name.into_deserializer());
+    match parsed {
+        Ok(TokenAlg::HS256) | Err(_) => Err(SidecarError::config(format!(
+            "signing algorithm {name:?}: use EdDSA or ES256"
+        ))),
+        Ok(alg) => Ok(alg),
     }
 }
 
@@ -244,8 +259,8 @@ impl MqttServeArgs {
                     key: key.clone(),
                 }),
                 _ => {
-                    return Err(SidecarError::Config(
-                        "--mqtt-tls-listen needs --mqtt-tls-cert and --mqtt-tls-key".into(),
+                    return Err(SidecarError::config(
+                        "--mqtt-tls-listen needs --mqtt-tls-cert and --mqtt-tls-key",
                     ));
                 }
             },
@@ -313,7 +328,7 @@ impl CalloutServeArgs {
         audience: &str,
     ) -> Result<callout::config::CalloutArgs, SidecarError> {
         let seed = self.callout_issuer_seed_file.clone().ok_or_else(|| {
-            SidecarError::Config("NATS_URL is set: give --callout-issuer-seed-file too".into())
+            SidecarError::config("NATS_URL is set: give --callout-issuer-seed-file too")
         })?;
         Ok(callout::config::CalloutArgs {
             nats_url: nats_url.to_owned(),
@@ -461,12 +476,8 @@ impl ServeArgs {
         }
     }
 
-    pub fn signing_alg(&self) -> broker_auth::token::TokenAlg {
-        if self.signing_alg == "ES256" {
-            broker_auth::token::TokenAlg::ES256
-        } else {
-            broker_auth::token::TokenAlg::EdDSA
-        }
+    pub fn signing_alg(&self) -> Result<TokenAlg, SidecarError> {
+        signing_alg_named(&self.signing_alg)
     }
 
     /// The longest any token can live: how long a retired signing key must keep verifying.
@@ -485,7 +496,7 @@ impl ServeArgs {
             ("APP_TOKEN_TTL", self.app_token_ttl),
         ] {
             if !(60..=366 * 86_400).contains(&v) {
-                return Err(SidecarError::Config(format!(
+                return Err(SidecarError::config(format!(
                     "{name} must be between 60 s and 366 days"
                 )));
             }
@@ -495,21 +506,15 @@ impl ServeArgs {
             .as_ref()
             .is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://")))
         {
-            return Err(SidecarError::Config(
-                "PUBLIC_URL must be an http(s) URL".into(),
-            ));
+            return Err(SidecarError::config("PUBLIC_URL must be an http(s) URL"));
         }
         let mut names: Vec<&str> = self.upstream_oidc.iter().map(|u| u.name.as_str()).collect();
         names.sort_unstable();
         if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err(SidecarError::Config(
-                "UPSTREAM_OIDC names a provider twice".into(),
-            ));
+            return Err(SidecarError::config("UPSTREAM_OIDC names a provider twice"));
         }
         if self.audience.trim().is_empty() {
-            return Err(SidecarError::Config(
-                "TOKEN_AUDIENCE must not be empty".into(),
-            ));
+            return Err(SidecarError::config("TOKEN_AUDIENCE must not be empty"));
         }
         Ok(())
     }
@@ -536,6 +541,15 @@ mod tests {
             "corp,https://id.example,id",
         ] {
             assert!(parse_upstream(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signing_algorithms_are_the_cores_names_without_hs256() {
+        assert_eq!(signing_alg_named("ES256").unwrap(), TokenAlg::ES256);
+        assert_eq!(signing_alg_named("EdDSA").unwrap(), TokenAlg::EdDSA);
+        for bad in ["HS256", "es256", ""] {
+            assert!(signing_alg_named(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,5 +1,12 @@
 //! The sidecar's one error type, mapped to HTTP in one place (`api::error::reply_for`) and to
 //! process exit codes here. 5xx bodies are generic; the cause goes to the log.
+//!
+//! Where an error wraps another (store, policy, crypto, I/O, NATS, HTTP), the other is kept as
+//! the typed [`std::error::Error::source`], never flattened into a string. The messages stay what
+//! clients and operators have always read: `context: cause` (or the cause alone, where there
+//! is no context), so the cause's text is part of the message and its value is the source.
+
+use std::fmt;
 
 use broker_auth::DenyCode;
 use thiserror::Error;
@@ -10,9 +17,12 @@ use crate::store::StoreError;
 #[non_exhaustive]
 pub enum SidecarError {
     // --- request errors (4xx) ---
-    /// Malformed, wrong-type, non-UTF-8 or otherwise invalid input.
+    /// Malformed, wrong-type, non-UTF-8 or otherwise invalid input, in our own words.
     #[error("{0}")]
     Validation(String),
+    /// Input the core refused to decode or accept (a key, a base64 field, a topic), in its words.
+    #[error(transparent)]
+    Malformed(broker_auth::Error),
     /// Body over the limit.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(u64),
@@ -69,8 +79,12 @@ pub enum SidecarError {
         description: String,
     },
     /// An upstream OpenID login failed (state, provider answer, ID token).
-    #[error("upstream login failed: {0}")]
-    UpstreamLogin(String),
+    #[error("upstream login failed: {}", Because(.context, .source))]
+    UpstreamLogin {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Wrong content type.
     #[error("unsupported media type: send application/json")]
     UnsupportedMediaType,
@@ -80,17 +94,75 @@ pub enum SidecarError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A policy failed to load, compile, evaluate or pass its tests.
-    #[error("{0}")]
-    Policy(String),
-    /// Bad command-line or configuration input.
-    #[error("{0}")]
-    Config(String),
-    /// A dependency (nats-server) is not reachable right now.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{}", Because(.context, .source))]
+    Policy {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Bad command-line or configuration input (or a file it names that cannot be used).
+    #[error("{}", Because(.context, .source))]
+    Config {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    /// A dependency (nats-server, an OpenID provider) is not reachable right now.
+    #[error("{}", Because(.context, .source))]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Anything else that is our fault.
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {}", Because(.context, .source))]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+/// The typed cause an error carries.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `context: cause`, `context` or `cause`: how a wrapping error reads.
+struct Because<'a>(&'a String, &'a Option<Cause>);
+
+impl fmt::Display for Because<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0.is_empty(), self.1) {
+            (_, None) => f.write_str(self.0),
+            (true, Some(c)) => write!(f, "{c}"),
+            (false, Some(c)) => write!(f, "{}: {c}", self.0),
+        }
+    }
+}
+
+/// Constructors of the wrapping variants: `x(context)` for our own words, `x_from(context, e)`
+/// to keep `e` as the source (an empty context reads as the cause alone).
+macro_rules! wrapping {
+    ($($plain:ident, $from:ident => $variant:ident;)*) => {
+        impl SidecarError {
+            $(
+                pub fn $plain(context: impl Into<String>) -> SidecarError {
+                    SidecarError::$variant { context: context.into(), source: None }
+                }
+
+                pub fn $from(context: impl Into<String>, source: impl Into<Cause>) -> SidecarError {
+                    SidecarError::$variant { context: context.into(), source: Some(source.into()) }
+                }
+            )*
+        }
+    };
+}
+
+wrapping! {
+    upstream_login, upstream_login_from => UpstreamLogin;
+    policy, policy_from => Policy;
+    config, config_from => Config;
+    unavailable, unavailable_from => Unavailable;
+    internal, internal_from => Internal;
 }
 
 impl SidecarError {
@@ -104,7 +176,7 @@ impl SidecarError {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            SidecarError::Policy(_) => 1,
+            SidecarError::Policy { .. } => 1,
             _ => 2,
         }
     }
@@ -113,14 +185,45 @@ impl SidecarError {
 impl From<broker_auth::Error> for SidecarError {
     fn from(e: broker_auth::Error) -> Self {
         match e {
-            broker_auth::Error::Policy(m) => SidecarError::Policy(m),
+            // The core's policy message is the whole message (as `policy test` prints it).
+            broker_auth::Error::Policy(m) => SidecarError::policy(m),
             broker_auth::Error::Malformed { .. }
             | broker_auth::Error::BadKey(_)
-            | broker_auth::Error::Topic(_) => SidecarError::Validation(e.to_string()),
+            | broker_auth::Error::Topic(_) => SidecarError::Malformed(e),
             broker_auth::Error::BadSignature => SidecarError::InvalidSignature,
-            other => SidecarError::Internal(other.to_string()),
+            other => SidecarError::internal_from("", other),
         }
     }
 }
 
 impl warp::reject::Reject for SidecarError {}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn wrapping_errors_read_as_before_and_keep_their_cause() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = SidecarError::config_from("/etc/x", io);
+        assert_eq!(e.to_string(), "/etc/x: no such file");
+        let cause = e
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(cause.kind(), std::io::ErrorKind::NotFound);
+        let bare = SidecarError::internal_from("", std::fmt::Error);
+        assert_eq!(
+            bare.to_string(),
+            "internal error: an error occurred when formatting an argument"
+        );
+        assert!(SidecarError::config("plain").source().is_none());
+        let core = broker_auth::Error::BadKey("weak".into());
+        let e = SidecarError::from(core);
+        assert!(matches!(e, SidecarError::Malformed(_)));
+        assert_eq!(e.to_string(), "unacceptable key: weak");
+    }
+}

@@ -4,7 +4,6 @@
 //! moved to another record). Rotation adds a key; old keys keep verifying until every token they
 //! signed has expired.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,10 +12,11 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use broker_auth::b64;
 use broker_auth::secret::SecretBytes;
 use broker_auth::token::{KeySet, TokenAlg, TokenKey};
+use broker_auth_runtime::secret_file::{read_private, write_private};
 use rand_core::{OsRng, RngCore};
 
 use crate::error::SidecarError;
-use crate::store::{SigningKeyRecord, Store};
+use crate::store::{SigningKeyRecord, SigningKeyStore};
 
 /// The key that encrypts signing keys. Never logged.
 #[derive(Clone)]
@@ -33,12 +33,11 @@ const MASTER_FILE: &str = "master.key";
 impl MasterKey {
     /// From base64 of exactly 32 bytes.
     pub fn from_base64(s: &str) -> Result<MasterKey, SidecarError> {
-        let bytes = b64::decode_any("master key", s).map_err(|_| {
-            SidecarError::Config("KEY_ENCRYPTION_KEY must be base64 of 32 bytes".into())
-        })?;
+        let bytes = b64::decode_any("master key", s)
+            .map_err(|_| SidecarError::config("KEY_ENCRYPTION_KEY must be base64 of 32 bytes"))?;
         if bytes.len() != 32 {
-            return Err(SidecarError::Config(
-                "KEY_ENCRYPTION_KEY must be base64 of 32 bytes".into(),
+            return Err(SidecarError::config(
+                "KEY_ENCRYPTION_KEY must be base64 of 32 bytes",
             ));
         }
         Ok(MasterKey(SecretBytes::new(bytes)))
@@ -47,41 +46,25 @@ impl MasterKey {
     /// Read `DIR/master.key`, creating it (mode 0600) on first start. A file that group or others
     /// can read is refused: it protects every signing key.
     pub fn load_or_create(data_dir: &Path) -> Result<MasterKey, SidecarError> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let path = data_dir.join(MASTER_FILE);
-        let cfg = |m: String| SidecarError::Config(format!("{}: {m}", path.display()));
-        std::fs::create_dir_all(data_dir).map_err(|e| cfg(e.to_string()))?;
-        match std::fs::metadata(&path) {
-            Ok(meta) => {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    return Err(cfg(
-                        "is readable by group or others; run `chmod 600` on it".into()
-                    ));
-                }
-                let text = std::fs::read_to_string(&path).map_err(|e| cfg(e.to_string()))?;
-                Self::from_base64(text.trim()).map_err(|_| cfg("is not base64 of 32 bytes".into()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let file_error = |e| SidecarError::config_from("", e);
+        match read_private(&path) {
+            Ok(text) => Self::from_base64(&text).map_err(|_| {
+                SidecarError::config(format!("{}: is not base64 of 32 bytes", path.display()))
+            }),
+            Err(e) if e.is_missing() => {
                 let mut bytes = vec![0u8; 32];
                 OsRng.fill_bytes(&mut bytes);
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(|e| cfg(e.to_string()))?;
-                f.write_all(b64::std_encode(&bytes).as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| cfg(e.to_string()))?;
+                write_private(&path, b64::std_encode(&bytes).as_bytes()).map_err(file_error)?;
                 Ok(MasterKey(SecretBytes::new(bytes)))
             }
-            Err(e) => Err(cfg(e.to_string())),
+            Err(e) => Err(file_error(e)),
         }
     }
 
     fn cipher(&self) -> Result<Aes256Gcm, SidecarError> {
         Aes256Gcm::new_from_slice(self.0.expose())
-            .map_err(|_| SidecarError::Internal("master key length".into()))
+            .map_err(|_| SidecarError::internal("master key length"))
     }
 
     /// Encrypt `plaintext` bound to `aad`; returns (nonce, ciphertext) as base64url.
@@ -97,7 +80,7 @@ impl MasterKey {
                     aad,
                 },
             )
-            .map_err(|_| SidecarError::Internal("encryption failed".into()))?;
+            .map_err(|_| SidecarError::internal("encryption failed"))?;
         Ok((b64::url_encode(&nonce), b64::url_encode(&ct)))
     }
 
@@ -109,8 +92,8 @@ impl MasterKey {
         ciphertext: &str,
     ) -> Result<SecretBytes, SidecarError> {
         let bad = || {
-            SidecarError::Config(
-                "a signing key cannot be decrypted: wrong master key or tampered store".into(),
+            SidecarError::config(
+                "a signing key cannot be decrypted: wrong master key or tampered store",
             )
         };
         let nonce = b64::url_decode_strict("nonce", nonce).map_err(|_| bad())?;
@@ -130,7 +113,7 @@ fn record_for(
 ) -> Result<SigningKeyRecord, SidecarError> {
     let private = key
         .private_material()
-        .ok_or_else(|| SidecarError::Internal("generated key has no private half".into()))?;
+        .ok_or_else(|| SidecarError::internal("generated key has no private half"))?;
     let (nonce, ciphertext) = master.seal(key.kid().as_bytes(), private.expose())?;
     Ok(SigningKeyRecord {
         kid: key.kid().to_owned(),
@@ -145,7 +128,7 @@ fn record_for(
 /// Load every signing key, generating the first one if there is none, and dropping keys retired
 /// longer ago than `max_token_lifetime` (no token they signed can still be valid).
 pub fn load_key_set(
-    store: &dyn Store,
+    store: &dyn SigningKeyStore,
     master: &MasterKey,
     alg: TokenAlg,
     now: i64,
@@ -154,8 +137,9 @@ pub fn load_key_set(
     let mut records = store.signing_keys()?;
     records.retain(|r| {
         let expired = r.retired_at.is_some_and(|t| t + max_token_lifetime < now);
-        if expired {
-            let _ = store.remove_signing_key(&r.kid);
+        if expired && let Err(e) = store.remove_signing_key(&r.kid) {
+            // Left in the store, it is dropped again at the next load; never used to sign.
+            tracing::warn!(error = %e, kid = %r.kid, "expired signing key not removed");
         }
         !expired
     });
@@ -172,7 +156,7 @@ pub fn load_key_set(
             let secret = master.open(r.kid.as_bytes(), &r.nonce, &r.ciphertext)?;
             let key = TokenKey::from_pkcs8(r.alg, secret)?;
             if key.kid() != r.kid {
-                return Err(SidecarError::Config(format!(
+                return Err(SidecarError::config(format!(
                     "signing key {} does not match its id",
                     r.kid
                 )));
@@ -198,7 +182,7 @@ pub fn with_app_keys(
 
 /// Add a new signing key (it becomes the active one) and mark the others retired as of `now`.
 pub fn rotate(
-    store: &dyn Store,
+    store: &dyn SigningKeyStore,
     master: &MasterKey,
     alg: TokenAlg,
     now: i64,

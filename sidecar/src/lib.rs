@@ -1,8 +1,10 @@
 //! # sidecar: the broker-auth REST service and command line
 //!
-//! Thin adapters around `broker-auth`: warp routes (`api`), the sled store (`store`, the only
-//! module that touches sled), encrypted signing keys (`keystore`), API keys, rate limits and bans,
-//! and the CLI. Decisions come from `broker-auth`; nothing here decides on its own.
+//! Thin adapters around `broker-auth`: warp routes (`api`, `oauth`) that only translate HTTP,
+//! the service layer under them (`domain`: the product's rules, one module per domain), the
+//! store grouped by domain (`store`, with sled as the only backend that touches sled), encrypted
+//! signing keys (`keystore`), API keys, rate limits and bans, and the CLI. Policy decisions come
+//! from `broker-auth`.
 
 pub mod admin_cmd;
 pub mod api;
@@ -10,6 +12,7 @@ pub mod apikeys;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod keystore;
 pub mod metrics;
@@ -19,6 +22,5 @@ pub mod policy_cmd;
 pub mod provision;
 pub mod ratelimit;
 pub mod serve;
-pub mod sessions;
 pub mod state;
 pub mod store;

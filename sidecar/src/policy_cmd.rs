@@ -24,7 +24,7 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode, SidecarError> {
 }
 
 fn load(dir: &Path) -> Result<PolicySet, SidecarError> {
-    broker_auth_runtime::policy_dir::load_dir(dir).map_err(|e| SidecarError::Policy(e.to_string()))
+    broker_auth_runtime::policy_dir::load_dir(dir).map_err(|e| SidecarError::policy_from("", e))
 }
 
 fn check(dir: &Path) -> Result<ExitCode, SidecarError> {
@@ -52,7 +52,7 @@ fn test(dir: &Path) -> Result<ExitCode, SidecarError> {
     }
     println!("{} passed, {} failed", report.passed(), report.failed());
     if report.outcomes.is_empty() {
-        return Err(SidecarError::Policy(format!(
+        return Err(SidecarError::policy(format!(
             "no test_* rules in {}",
             dir.display()
         )));
@@ -71,13 +71,11 @@ fn eval(
     explain: bool,
 ) -> Result<ExitCode, SidecarError> {
     let text = std::fs::read_to_string(input)
-        .map_err(|e| SidecarError::Config(format!("{}: {e}", input.display())))?;
+        .map_err(|e| SidecarError::config_from(input.display().to_string(), e))?;
     let value: Value = serde_json::from_str(&text)
-        .map_err(|e| SidecarError::Config(format!("{}: not JSON: {e}", input.display())))?;
+        .map_err(|e| SidecarError::config_from(format!("{}: not JSON", input.display()), e))?;
     if !value.is_object() {
-        return Err(SidecarError::Config(
-            "the input must be a JSON object".into(),
-        ));
+        return Err(SidecarError::config("the input must be a JSON object"));
     }
     let entry = query.unwrap_or(if value.get("topic").is_some() {
         ALLOW_ENTRYPOINT
@@ -87,7 +85,7 @@ fn eval(
     let set = load(dir)?;
     let out = if explain {
         serde_json::to_value(set.explain(entry, &value)?)
-            .map_err(|e| SidecarError::Config(e.to_string()))?
+            .map_err(|e| SidecarError::config_from("", e))?
     } else {
         json!({ "entrypoint": entry, "value": set.eval_json(entry, &value)? })
     };

@@ -16,7 +16,7 @@ use crate::keystore::{self, MasterKey};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, State};
-use crate::store::{RevocationKind, SledStore, Store};
+use crate::store::{RevocationKind, RevocationStore, SledStore, Store};
 
 /// The master key from configuration, or the data directory's key file.
 pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, SidecarError> {
@@ -26,23 +26,8 @@ pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, Si
     }
 }
 
-/// Build the whole state from configuration (also used by in-process tests with their own clock).
-pub fn build_state(
-    config: ServeArgs,
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-) -> Result<State, SidecarError> {
-    config.validate()?;
-    let now = clock.now();
-    let master = master_key(&config.store)?;
-    let keys = keystore::load_key_set(
-        store.as_ref(),
-        &master,
-        config.signing_alg(),
-        now,
-        config.max_token_lifetime(),
-    )?;
-    let keys = keystore::with_app_keys(keys, &config.app_hs256_secrets)?;
+/// The revocations still in force at `now`, from the whole feed.
+fn load_revocations(store: &dyn RevocationStore, now: i64) -> Result<RevocationSet, SidecarError> {
     let revocations = RevocationSet::new();
     let mut since = 0;
     loop {
@@ -62,9 +47,59 @@ pub fn build_state(
             }
         }
     }
+    Ok(revocations)
+}
+
+/// The NATS provisioner, when an operator seed is configured; its seed key is checked now.
+fn provisioner(
+    config: &ServeArgs,
+    store: &Arc<dyn Store>,
+    auth: &broker_auth_runtime::LiveAuth,
+) -> Result<Option<Arc<crate::provision::Provisioner>>, SidecarError> {
+    Ok(match &config.provision.operator_seed_path {
+        None => None,
+        Some(path) => {
+            let operator = crate::provision::operator::load_operator(path)?;
+            let p = crate::provision::Provisioner::new(
+                operator,
+                config.provision.seed_key()?,
+                store.clone(),
+                Some(auth.clone()),
+                config.provision.names(),
+            );
+            if config.provision.backend_shared_secret.is_none() {
+                return Err(SidecarError::config(
+                    "BACKEND_SHARED_SECRET is required with the provisioner",
+                ));
+            }
+            // A wrong key must stop us now, not at the first provisioning request.
+            p.check_key()?;
+            Some(Arc::new(p))
+        }
+    })
+}
+
+/// Build the whole state from configuration (also used by in-process tests with their own clock).
+pub fn build_state(
+    config: ServeArgs,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<State, SidecarError> {
+    config.validate()?;
+    let now = clock.now();
+    let master = master_key(&config.store)?;
+    let keys = keystore::load_key_set(
+        store.as_ref(),
+        &master,
+        config.signing_alg()?,
+        now,
+        config.max_token_lifetime(),
+    )?;
+    let keys = keystore::with_app_keys(keys, &config.app_hs256_secrets)?;
+    let revocations = load_revocations(store.as_ref(), now)?;
     let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
     let policy = broker_auth_runtime::policy_dir::load_dir(&config.policies)
-        .map_err(|e| SidecarError::Policy(e.to_string()))?;
+        .map_err(|e| SidecarError::policy_from("", e))?;
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
@@ -78,27 +113,7 @@ pub fn build_state(
         policy,
         100_000,
     );
-    let provisioner = match &config.provision.operator_seed_path {
-        None => None,
-        Some(path) => {
-            let operator = crate::provision::operator::load_operator(path)?;
-            let p = crate::provision::Provisioner::new(
-                operator,
-                config.provision.seed_key()?,
-                store.clone(),
-                Some(auth.clone()),
-                config.provision.names(),
-            );
-            if config.provision.backend_shared_secret.is_none() {
-                return Err(SidecarError::Config(
-                    "BACKEND_SHARED_SECRET is required with the provisioner".into(),
-                ));
-            }
-            // A wrong key must stop us now, not at the first provisioning request.
-            p.check_key()?;
-            Some(Arc::new(p))
-        }
-    };
+    let provisioner = provisioner(&config, &store, &auth)?;
     Ok(Arc::new(AppState {
         enforcer: Default::default(),
         provisioner,
@@ -126,7 +141,7 @@ fn prepare_callout(
         .to_callout(url, &c.policies, &c.issuer(), &c.audience)?;
     let responder = args
         .responder()
-        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        .map_err(|e| SidecarError::config_from("", e))?;
     Ok((args, Arc::new(responder)))
 }
 
@@ -143,7 +158,7 @@ async fn start_mqtt(
         state.metrics.mqtt_stats.clone(),
     )
     .await
-    .map_err(|e| SidecarError::Config(e.to_string()))?;
+    .map_err(|e| SidecarError::config_from("", e))?;
     let a = broker.addrs();
     tracing::info!(tcp = ?a.tcp, ws = ?a.ws, tls = ?a.tls, "embedded MQTT broker listening");
     Ok(Some(broker))
@@ -193,6 +208,49 @@ async fn run_callout(
     }
 }
 
+/// Housekeeping: expired challenges, announce signatures and revocations leave memory and disk.
+async fn janitor(state: State) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let now = state.now();
+        state.auth.prune_revocations(now);
+        if let Err(e) = crate::store::MaintenanceStore::prune(state.store.as_ref(), now) {
+            tracing::warn!(error = %e, "store prune failed");
+        }
+    }
+}
+
+/// The provisioner's connections to nats-server (claims pushes, the command stream), kept in
+/// the background: nats-server may need our resolver before it can start.
+fn start_provisioner_nats(state: &State) -> Result<(), SidecarError> {
+    let Some(p) = &state.provisioner else {
+        return Ok(());
+    };
+    let url = state
+        .config
+        .nats_url
+        .clone()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+    let control_creds = match &state.config.provision.control_creds_path {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| SidecarError::config_from(path.display().to_string(), e))?,
+        ),
+        None => None,
+    };
+    let clock = state.clock.clone();
+    tokio::spawn(crate::provision::nats::run(
+        state.nats_side.clone(),
+        p.clone(),
+        url,
+        control_creds,
+        state.config.provision.startup_ensure_command_stream,
+        move || clock.now(),
+    ));
+    Ok(())
+}
+
 /// Serve until `shutdown` resolves. `ready` receives the bound address (port 0 picks one).
 pub async fn run(
     config: ServeArgs,
@@ -204,25 +262,13 @@ pub async fn run(
     let state = build_state(config, store.clone(), Arc::new(SystemClock))?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| SidecarError::Config(format!("cannot listen on {listen}: {e}")))?;
+        .map_err(|e| SidecarError::config_from(format!("cannot listen on {listen}"), e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| SidecarError::Config(e.to_string()))?;
+        .map_err(|e| SidecarError::config_from("", e))?;
     tracing::info!(%addr, identities = state.store.identity_count().unwrap_or(0), "sidecar listening");
 
-    // Housekeeping: expired challenges, announce signatures and revocations leave memory and disk.
-    let janitor_state = state.clone();
-    let janitor = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            let now = janitor_state.now();
-            janitor_state.auth.prune_revocations(now);
-            if let Err(e) = janitor_state.store.prune(now) {
-                tracing::warn!(error = %e, "store prune failed");
-            }
-        }
-    });
+    let janitor = tokio::spawn(janitor(state.clone()));
 
     // One enforcement task for the MQTT broker's sessions and the callout's connections.
     let enforcement = state.runtime().spawn_enforcement();
@@ -242,29 +288,7 @@ pub async fn run(
         let _ = rx.wait_for(|v| *v).await;
     };
     let mqtt = start_mqtt(&state).await?;
-    if let Some(p) = &state.provisioner {
-        let url = state
-            .config
-            .nats_url
-            .clone()
-            .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
-        let control_creds = match &state.config.provision.control_creds_path {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| SidecarError::Config(format!("{}: {e}", path.display())))?,
-            ),
-            None => None,
-        };
-        let clock = state.clock.clone();
-        tokio::spawn(crate::provision::nats::run(
-            state.nats_side.clone(),
-            p.clone(),
-            url,
-            control_creds,
-            state.config.provision.startup_ensure_command_stream,
-            move || clock.now(),
-        ));
-    }
+    start_provisioner_nats(&state)?;
     // The callout runs when NATS_URL is set, unless the URL is only the provisioner's.
     let callout_wanted =
         state.provisioner.is_none() || state.config.callout.callout_issuer_seed_file.is_some();

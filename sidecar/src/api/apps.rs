@@ -1,11 +1,6 @@
-//! Apps (the product's tenants), their roles, role assignment, and API keys (Tronexus).
-//!
-//! A user's roles in an app flow into the tokens the sidecar issues for that user when the app is
-//! the identity's tenant (`roles` claim), so the policy — and with it MQTT topics and NATS
-//! subjects — sees them: assigning `writer` in app `t1` lets the user publish to `tenants/t1/#`.
-//!
-//! API keys: `expires_in_days` is mandatory and 1–365 at creation; expiry and revocation are
-//! checked at every use (`apikeys::verify`). The key is shown once; only a hash is stored.
+//! Apps (the product's tenants), their roles, role assignment, and API keys (Tronexus): the
+//! routes. The rules are in [`crate::domain::apps`]; assigning `writer` in app `t1` lets the user
+//! publish to `tenants/t1/#` because roles flow into the user's tokens.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,9 +11,10 @@ use warp::{Filter, Rejection, Reply};
 use super::extract::{bearer, json_body, limited, with_state};
 use super::reject;
 use crate::clock::rfc3339;
+use crate::domain::apps;
 use crate::error::SidecarError;
-use crate::state::{Caller, State};
-use crate::store::{AppRecord, RoleRecord, UserRolesRecord};
+use crate::state::State;
+use crate::store::{AppRecord, RoleRecord};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -95,33 +91,12 @@ fn role_view(r: RoleRecord) -> RoleView {
     }
 }
 
-/// Names (app, role, key names): 1–128 printable characters.
-fn check_text(what: &str, s: &str, max: usize) -> Result<(), SidecarError> {
-    if s.trim().is_empty() || s.len() > max || s.chars().any(char::is_control) {
-        return Err(SidecarError::Validation(format!(
-            "{what} must be 1-{max} printable characters"
-        )));
-    }
-    Ok(())
+fn created(body: &impl Serialize) -> warp::reply::Response {
+    warp::reply::with_status(warp::reply::json(body), StatusCode::CREATED).into_response()
 }
 
-/// Role names are what the policy matches on and what tokens carry: `[A-Za-z0-9_.:-]`, 1–64.
-fn check_role_name(s: &str) -> Result<(), SidecarError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(SidecarError::Validation(
-            "role name must be 1-64 characters of A-Z a-z 0-9 _ . : -".into(),
-        ))
-    }
-}
-
-fn new_uuid() -> String {
-    uuid::Uuid::new_v4().to_string()
+fn no_content() -> warp::reply::Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
 }
 
 async fn create_app(
@@ -129,33 +104,16 @@ async fn create_app(
     bearer: Option<String>,
     req: NewApp,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    check_text("name", &req.name, 128)?;
-    if let Some(d) = &req.description {
-        check_text("description", d, 1024)?;
-    }
-    let rec = AppRecord {
-        id: new_uuid(),
-        name: req.name,
-        description: req.description,
-        created_at: state.now(),
-    };
-    state.store.put_app(&rec)?;
-    state.store.flush().await?;
-    Ok(
-        warp::reply::with_status(warp::reply::json(&app_view(rec)), StatusCode::CREATED)
-            .into_response(),
-    )
+    let rec = apps::create_app(&state, bearer.as_deref(), req.name, req.description).await?;
+    Ok(created(&app_view(rec)))
 }
 
 fn list_apps(state: &State, bearer: Option<String>) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    let apps: Vec<AppView> = state.store.apps()?.into_iter().map(app_view).collect();
+    let apps: Vec<AppView> = apps::list_apps(state, bearer.as_deref())?
+        .into_iter()
+        .map(app_view)
+        .collect();
     Ok(warp::reply::json(&json!({ "apps": apps })).into_response())
-}
-
-fn existing_app(state: &State, id: &str) -> Result<AppRecord, SidecarError> {
-    state.store.app(id)?.ok_or(SidecarError::NotFound("app"))
 }
 
 fn list_roles(
@@ -163,18 +121,7 @@ fn list_roles(
     app_id: &str,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, SidecarError> {
-    // Admins, or members of that app (their token's tenant is the app).
-    let caller = state.authenticate(bearer.as_deref())?;
-    let member = matches!(&caller, Caller::Identity { identity, .. }
-        if identity.tenant.as_deref() == Some(app_id));
-    let key_of_app = matches!(&caller, Caller::ApiKey(k) if k.app_id.as_deref() == Some(app_id));
-    if !(caller.is_admin() || member || key_of_app) {
-        return Err(SidecarError::Forbidden("not a member of this app"));
-    }
-    existing_app(state, app_id)?;
-    let roles: Vec<RoleView> = state
-        .store
-        .roles(app_id)?
+    let roles: Vec<RoleView> = apps::list_roles(state, bearer.as_deref(), app_id)?
         .into_iter()
         .map(role_view)
         .collect();
@@ -187,25 +134,9 @@ async fn create_role(
     bearer: Option<String>,
     req: NewRole,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    existing_app(&state, &app_id)?;
-    check_role_name(&req.name)?;
-    if let Some(d) = &req.description {
-        check_text("description", d, 1024)?;
-    }
-    let rec = RoleRecord {
-        id: new_uuid(),
-        app_id,
-        name: req.name,
-        description: req.description,
-        created_at: state.now(),
-    };
-    state.store.create_role(&rec)?;
-    state.store.flush().await?;
-    Ok(
-        warp::reply::with_status(warp::reply::json(&role_view(rec)), StatusCode::CREATED)
-            .into_response(),
-    )
+    let rec =
+        apps::create_role(&state, bearer.as_deref(), app_id, req.name, req.description).await?;
+    Ok(created(&role_view(rec)))
 }
 
 async fn assign_role(
@@ -214,62 +145,21 @@ async fn assign_role(
     bearer: Option<String>,
     req: AssignRole,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    existing_app(&state, &app_id)?;
-    let user = state
-        .store
-        .identity(&user_id)?
-        .ok_or(SidecarError::NotFound("user"))?;
-    let roles = state.store.roles(&app_id)?;
-    if !roles.iter().any(|r| r.id == req.role_id) {
-        return Err(SidecarError::NotFound("role in this app"));
-    }
-    let mut rec = state
-        .store
-        .user_roles(&app_id, &user_id)?
-        .unwrap_or(UserRolesRecord {
-            app_id: app_id.clone(),
-            user_id: user_id.clone(),
-            role_ids: vec![],
-        });
-    rec.role_ids.push(req.role_id);
-    rec.role_ids.sort();
-    rec.role_ids.dedup();
-    state.store.put_user_roles(&rec)?;
-    // Tokens issued before carry the old roles; from now on they are read with the new ones.
-    state.identity_changed(&user).await?;
-    let names: Vec<&str> = roles
-        .iter()
-        .filter(|r| rec.role_ids.contains(&r.id))
-        .map(|r| r.name.as_str())
-        .collect();
+    let names =
+        apps::assign_role(&state, bearer.as_deref(), (&app_id, &user_id), req.role_id).await?;
     Ok(
         warp::reply::json(&json!({"app_id": app_id, "user_id": user_id, "roles": names}))
             .into_response(),
     )
 }
 
-/// Take a role from a user: its live MQTT and NATS connections whose grants shrink are cut.
 async fn remove_role(
     state: State,
     (app_id, user_id, role_id): (String, String, String),
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    existing_app(&state, &app_id)?;
-    let user = state
-        .store
-        .identity(&user_id)?
-        .ok_or(SidecarError::NotFound("user"))?;
-    let mut rec = state
-        .store
-        .user_roles(&app_id, &user_id)?
-        .filter(|r| r.role_ids.contains(&role_id))
-        .ok_or(SidecarError::NotFound("role assignment"))?;
-    rec.role_ids.retain(|r| *r != role_id);
-    state.store.put_user_roles(&rec)?;
-    state.identity_changed(&user).await?;
-    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+    apps::remove_role(&state, bearer.as_deref(), (&app_id, &user_id, &role_id)).await?;
+    Ok(no_content())
 }
 
 async fn create_api_key(
@@ -277,35 +167,19 @@ async fn create_api_key(
     bearer: Option<String>,
     req: NewApiKeyRequest,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    if !(1..=365).contains(&req.expires_in_days) {
-        return Err(SidecarError::Validation(
-            "expires_in_days must be between 1 and 365".into(),
-        ));
-    }
-    check_text("name", &req.name, 128)?;
-    existing_app(&state, &req.app_id)?;
-    for s in &req.scopes {
-        check_role_name(s).map_err(|_| {
-            SidecarError::Validation(format!("scope {s:?} is not 1-64 of A-Z a-z 0-9 _ . : -"))
-        })?;
-    }
-    let new = crate::apikeys::generate(
-        &req.name,
+    let new = apps::create_api_key(
+        &state,
+        bearer.as_deref(),
+        (req.app_id, req.name),
         req.scopes,
-        vec![],
-        Some(req.app_id),
         req.expires_in_days,
-        state.now(),
-    );
-    state.store.put_api_key(&new.record)?;
-    state.store.flush().await?;
+    )
+    .await?;
     let r = &new.record;
-    let body = json!({
+    Ok(created(&json!({
         "id": r.id, "key": new.key, "name": r.name, "app_id": r.app_id,
         "scopes": r.scopes, "expires_at": rfc3339(r.expires_at),
-    });
-    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
+    })))
 }
 
 async fn revoke_api_key(
@@ -313,46 +187,32 @@ async fn revoke_api_key(
     id: String,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, SidecarError> {
-    state.require_admin(bearer.as_deref())?;
-    let mut rec = state
-        .store
-        .api_key(&id)?
-        .ok_or(SidecarError::NotFound("API key"))?;
-    if rec.revoked_at.is_none() {
-        rec.revoked_at = Some(state.now());
-        state.store.put_api_key(&rec)?;
-        state.store.flush().await?;
-    }
-    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+    apps::revoke_api_key(&state, bearer.as_deref(), &id).await?;
+    Ok(no_content())
 }
 
 fn verify_api_key(
     state: &State,
     req: &VerifyApiKey,
 ) -> Result<warp::reply::Response, SidecarError> {
-    match crate::apikeys::verify(state.store.as_ref(), &req.key, state.now()) {
-        Ok(r) => {
-            state.metrics.outcome("apikey_verify", "valid");
-            Ok(warp::reply::json(&json!({
-                "valid": true, "id": r.id, "app_id": r.app_id, "name": r.name,
-                "scopes": r.scopes, "expires_at": rfc3339(r.expires_at),
-            }))
-            .into_response())
-        }
-        Err(e) => {
-            state.metrics.outcome("apikey_verify", e.as_str());
-            Err(SidecarError::InvalidToken(
-                broker_auth::DenyCode::BadSignature,
-            ))
-        }
-    }
+    let r = apps::verify_api_key(state, &req.key)?;
+    Ok(warp::reply::json(&json!({
+        "valid": true, "id": r.id, "app_id": r.app_id, "name": r.name,
+        "scopes": r.scopes, "expires_at": rfc3339(r.expires_at),
+    }))
+    .into_response())
 }
 
 pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let st = state.clone();
-    let s = move || with_state(st.clone());
+    app_routes(state.clone()).or(key_routes(state)).unify()
+}
+
+fn app_routes(
+    state: State,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let s = move || with_state(state.clone());
     let apps_get = warp::path!("apps")
         .and(warp::get())
         .and(s())
@@ -392,6 +252,24 @@ pub fn routes(
         .and_then(|app, user, role, st, b| async move {
             remove_role(st, (app, user, role), b).await.map_err(reject)
         });
+    apps_get
+        .or(apps_post)
+        .unify()
+        .or(roles_get)
+        .unify()
+        .or(roles_post)
+        .unify()
+        .or(assign)
+        .unify()
+        .or(unassign)
+        .unify()
+}
+
+fn key_routes(
+    state: State,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
+    let st = state.clone();
+    let s = move || with_state(st.clone());
     let keys_post = warp::path!("apikeys")
         .and(warp::post())
         .and(s())
@@ -411,21 +289,5 @@ pub fn routes(
         .and_then(
             |st: State, r: VerifyApiKey| async move { verify_api_key(&st, &r).map_err(reject) },
         );
-    apps_get
-        .or(apps_post)
-        .unify()
-        .or(roles_get)
-        .unify()
-        .or(roles_post)
-        .unify()
-        .or(assign)
-        .unify()
-        .or(unassign)
-        .unify()
-        .or(keys_verify)
-        .unify()
-        .or(keys_post)
-        .unify()
-        .or(keys_delete)
-        .unify()
+    keys_verify.or(keys_post).unify().or(keys_delete).unify()
 }

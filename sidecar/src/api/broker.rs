@@ -16,7 +16,7 @@
 //! token presented under someone else's username.
 
 use broker_auth::decision::Authorized;
-use broker_auth::{Action, CompiledGrants, Decision, DenyCode, Principal, Protocol};
+use broker_auth::{Action, CompiledGrants, Decision, DenyCode, Protocol};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -115,26 +115,9 @@ fn principal_grants(
         return Ok((Some(a.principal.id), a.grants));
     }
     let name = nonempty(&req.username).ok_or(DenyCode::MissingToken)?;
-    let identity = state
-        .store
-        .identity(name)
-        .ok()
-        .flatten()
-        .filter(|i| i.disabled_at.is_none())
-        .ok_or(DenyCode::UnknownKey)?;
-    let claims = state.claims_for(
-        &identity,
-        60,
-        broker_auth::token::TokenUse::Access,
-        "go-auth",
-    );
-    let principal = Principal::from_claims(&claims, Protocol::Mqtt, nonempty(&req.clientid))?;
-    let grants = state
-        .auth
-        .policy()
-        .grants_cached(&principal)
-        .map_err(|_| DenyCode::PolicyError)?;
-    Ok((Some(principal.id), grants))
+    let (id, grants) =
+        crate::domain::tokens::grants_of_identity(state, name, nonempty(&req.clientid))?;
+    Ok((Some(id), grants))
 }
 
 /// The connect decision, exactly as the embedded broker's CONNECT hook makes it.

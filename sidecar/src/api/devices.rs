@@ -1,27 +1,17 @@
-//! Devices (Cryptid): announce, signed refresh, deregister; and the revocation feed.
-//!
-//! Announce proves key possession with `sign(sk, "announce:" + public_key + ":" + timestamp)`,
-//! the timestamp within ±60 s, each signature usable once. Every announcement is a session: its
-//! id is the `sid` of the tokens issued under it, so ending it (re-announce, deregister) stops
-//! them everywhere.
+//! Devices (Cryptid): announce, signed refresh, deregister; and the revocation feed. The rules
+//! (the announce proof, replays, announcements as sessions) are in [`crate::domain::devices`].
 
-use broker_auth::identity::{IdentityType, PublicKey};
-use broker_auth::token::TokenUse;
-use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use super::extract::{bearer, json_body, limited, with_state};
 use super::reject;
+use crate::domain::{devices, revocations};
 use crate::error::SidecarError;
-use crate::state::{State, random_id};
-use crate::store::{AnnouncementRecord, IdentityRecord, RevocationKind};
-
-/// Accepted clock skew of an announce timestamp.
-pub const ANNOUNCE_WINDOW: i64 = 60;
+use crate::state::State;
+use crate::store::RevocationKind;
 
 /// A Unix timestamp sent as a JSON number or a numeric string.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -81,160 +71,35 @@ pub struct RefreshResponse {
     pub expires_at: i64,
 }
 
-async fn device_for_key(state: &State, key: &PublicKey) -> Result<IdentityRecord, SidecarError> {
-    if let Some(rec) = state.store.identity_by_key(&key.canonical())? {
-        if rec.kind != IdentityType::Device {
-            return Err(SidecarError::Validation(
-                "this key belongs to an identity that is not a device".into(),
-            ));
-        }
-        if rec.disabled_at.is_some() {
-            return Err(SidecarError::Forbidden("identity is disabled"));
-        }
-        return Ok(rec);
-    }
-    if !state.config.open_announce {
-        return Err(SidecarError::UnknownIdentity);
-    }
-    let rec = IdentityRecord {
-        id: IdentityType::Device.new_id(&mut OsRng),
-        kind: IdentityType::Device,
-        key_algorithm: Some(key.algorithm()),
-        public_key: Some(key.canonical()),
-        upstream: None,
-        name: None,
-        tenant: None,
-        scopes: vec![],
-        groups: vec![],
-        metadata: Default::default(),
-        created_at: state.now(),
-        disabled_at: None,
-    };
-    state.insert_identity_or_winner(rec)
-}
-
 async fn announce(state: State, req: AnnounceRequest) -> Result<warp::reply::Response, Rejection> {
-    let now = state.now();
     let (ts, ts_text) = req.timestamp.value().map_err(reject)?;
-    // abs_diff: a timestamp near i64::MIN must not overflow into "recent".
-    if ts.abs_diff(now) > ANNOUNCE_WINDOW.unsigned_abs() {
-        return Err(reject(SidecarError::Validation(format!(
-            "timestamp must be within {ANNOUNCE_WINDOW} s of the server clock"
-        ))));
-    }
-    let max_ttl = state.config.announcement_ttl;
-    let ttl = req.ttl_seconds.unwrap_or(max_ttl);
-    if !(60..=max_ttl).contains(&ttl) {
-        return Err(reject(SidecarError::Validation(format!(
-            "ttl_seconds must be between 60 and {max_ttl}"
-        ))));
-    }
-    let key = PublicKey::decode_for(IdentityType::Device, &req.public_key)
-        .map_err(|e| reject(e.into()))?;
-    let message = format!("announce:{}:{ts_text}", req.public_key);
-    let sig =
-        broker_auth::b64::decode_any("signature", &req.signature).map_err(|e| reject(e.into()))?;
-    if key.verify(message.as_bytes(), &sig).is_err() {
-        state.metrics.outcome("announce", "bad_signature");
-        return Err(reject(SidecarError::InvalidSignature));
-    }
-    let device = device_for_key(&state, &key).await.map_err(reject)?;
-    // Checked after the identity, so an announce refused for another reason does not burn the
-    // proof.
-    // Replay: the same proof inside the window is refused. Verification is strict (no malleable
-    // twins) and DER and r||s spellings of an ES256 signature are one canonical form here.
-    let canonical = key
-        .canonical_signature(&sig)
-        .map_err(|e| reject(e.into()))?;
-    let digest = Sha256::digest(&canonical);
-    if !state
-        .store
-        .remember_signature(&digest, ts + 2 * ANNOUNCE_WINDOW)
-        .map_err(|e| reject(e.into()))?
-    {
-        state.metrics.outcome("announce", "replay");
-        return Err(reject(SidecarError::Replayed));
-    }
-    let ann = AnnouncementRecord {
-        id: random_id("ann-"),
-        device: device.id.clone(),
-        created_at: now,
-        expires_at: now + ttl,
-        ended_at: None,
-    };
-    let previous = state
-        .store
-        .open_announcement(&ann)
-        .map_err(|e| reject(e.into()))?;
-    if let Some(prev) = previous.filter(|p| p.ended_at.is_none()) {
-        state
-            .revoke_session(&prev.id, prev.expires_at)
-            .await
-            .map_err(reject)?;
-    }
-    let access_ttl = state.config.device_access_ttl.min(ttl);
-    let access = state.claims_for(&device, access_ttl, TokenUse::Access, &ann.id);
-    let refresh = state.claims_for(&device, ttl, TokenUse::Refresh, &ann.id);
-    let body = AnnounceResponse {
-        device_address: device.id.clone(),
-        access_token: state.sign(&access).map_err(reject)?,
-        refresh_token: state.sign(&refresh).map_err(reject)?,
-        expires_at: access.exp,
-        announcement_expires_at: ann.expires_at,
-    };
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
-    state.metrics.outcome("announce", "ok");
-    Ok(warp::reply::json(&body).into_response())
+    let announced = devices::announce(
+        &state,
+        devices::Announce {
+            public_key: &req.public_key,
+            timestamp: (ts, &ts_text),
+            signature: &req.signature,
+            ttl_seconds: req.ttl_seconds,
+        },
+    )
+    .await
+    .map_err(reject)?;
+    Ok(warp::reply::json(&AnnounceResponse {
+        device_address: announced.device_id,
+        access_token: announced.access_token,
+        refresh_token: announced.refresh_token,
+        expires_at: announced.expires_at,
+        announcement_expires_at: announced.announcement_expires_at,
+    })
+    .into_response())
 }
 
 async fn refresh(state: State, req: RefreshRequest) -> Result<warp::reply::Response, Rejection> {
-    let invalid = |state: &State, why: &'static str| {
-        state.metrics.outcome("refresh", why);
-        reject(SidecarError::InvalidRefreshToken)
-    };
-    let claims = state
-        .verify(&req.refresh_token, TokenUse::Refresh)
-        .map_err(|_| invalid(&state, "invalid_token"))?;
-    let sid = claims
-        .sid
-        .clone()
-        .ok_or_else(|| invalid(&state, "no_session"))?;
-    let ann = state
-        .store
-        .announcement(&sid)
-        .map_err(|e| reject(e.into()))?
-        .filter(|a| a.ended_at.is_none() && a.expires_at > state.now() && a.device == claims.sub)
-        .ok_or_else(|| invalid(&state, "announcement_ended"))?;
-    let device = state
-        .store
-        .identity(&claims.sub)
-        .map_err(|e| reject(e.into()))?
-        .filter(|d| d.disabled_at.is_none())
-        .ok_or_else(|| invalid(&state, "unknown_device"))?;
-    let key = PublicKey::from_bytes(
-        &broker_auth::b64::url_decode_strict(
-            "key",
-            device.public_key.as_deref().unwrap_or_default(),
-        )
-        .map_err(|e| reject(e.into()))?,
-    )
-    .map_err(|e| reject(e.into()))?;
-    if key
-        .verify_b64(req.refresh_token.as_bytes(), &req.device_signature)
-        .is_err()
-    {
-        state.metrics.outcome("refresh", "bad_signature");
-        return Err(reject(SidecarError::InvalidSignature));
-    }
-    let ttl = state
-        .config
-        .device_access_ttl
-        .min(ann.expires_at - state.now());
-    let access = state.claims_for(&device, ttl, TokenUse::Access, &ann.id);
-    state.metrics.outcome("refresh", "ok");
+    let (access_token, expires_at) =
+        devices::refresh(&state, &req.refresh_token, &req.device_signature).map_err(reject)?;
     Ok(warp::reply::json(&RefreshResponse {
-        access_token: state.sign(&access).map_err(reject)?,
-        expires_at: access.exp,
+        access_token,
+        expires_at,
     })
     .into_response())
 }
@@ -243,29 +108,9 @@ async fn deregister(
     state: State,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let token = bearer.ok_or_else(|| reject(SidecarError::Unauthorized))?;
-    let claims = state
-        .verify(&token, TokenUse::Access)
-        .map_err(|c| reject(SidecarError::InvalidToken(c)))?;
-    let sid = claims
-        .sid
-        .ok_or_else(|| reject(SidecarError::Forbidden("not a device announcement token")))?;
-    let now = state.now();
-    match state
-        .store
-        .end_announcement(&claims.sub, &sid, now)
-        .map_err(|e| reject(e.into()))?
-    {
-        Some(ann) => state
-            .revoke_session(&ann.id, ann.expires_at)
-            .await
-            .map_err(reject)?,
-        None => {
-            return Err(reject(SidecarError::Forbidden(
-                "not a device announcement token",
-            )));
-        }
-    }
+    devices::deregister(&state, bearer.as_deref())
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
@@ -302,14 +147,8 @@ async fn feed(
     q: FeedQuery,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let since = q.since.unwrap_or(0);
-    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
-    let entries = state
-        .store
-        .revocations_since(since, limit)
-        .map_err(|e| reject(e.into()))?;
-    let next = entries.last().map(|(s, _)| *s).unwrap_or(since);
+    let (entries, next) =
+        revocations::feed(&state, bearer.as_deref(), q.since, q.limit).map_err(reject)?;
     let revocations = entries
         .into_iter()
         .map(|(seq, r)| FeedEntry {

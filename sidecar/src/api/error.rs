@@ -120,7 +120,9 @@ fn code_of(name: &str) -> (u16, StatusCode) {
 /// The envelope name for an error.
 pub fn name_of(e: &SidecarError) -> &'static str {
     match e {
-        SidecarError::Validation(_) | SidecarError::Config(_) => "VALIDATION_ERROR",
+        SidecarError::Validation(_) | SidecarError::Malformed(_) | SidecarError::Config { .. } => {
+            "VALIDATION_ERROR"
+        }
         SidecarError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
         SidecarError::InvalidSignature => "INVALID_SIGNATURE",
         SidecarError::Replayed => "REPLAYED",
@@ -137,12 +139,14 @@ pub fn name_of(e: &SidecarError) -> &'static str {
         SidecarError::NotFound(_) => "NOT_FOUND",
         SidecarError::Conflict(_) => "CONFLICT",
         SidecarError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-        SidecarError::UpstreamLogin(_) => "UPSTREAM_LOGIN_FAILED",
+        SidecarError::UpstreamLogin { .. } => "UPSTREAM_LOGIN_FAILED",
         SidecarError::OAuth { .. } => "OAUTH_ERROR",
         SidecarError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         SidecarError::Store(crate::store::StoreError::Conflict(_)) => "CONFLICT",
-        SidecarError::Unavailable(_) => "UNAVAILABLE",
-        SidecarError::Store(_) | SidecarError::Policy(_) | SidecarError::Internal(_) => "INTERNAL",
+        SidecarError::Unavailable { .. } => "UNAVAILABLE",
+        SidecarError::Store(_) | SidecarError::Policy { .. } | SidecarError::Internal { .. } => {
+            "INTERNAL"
+        }
     }
 }
 
@@ -175,7 +179,7 @@ pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
     let name = name_of(e);
     let (code, status) = code_of(name);
     let message = if status.is_server_error() {
-        tracing::error!(error = %e, "request failed");
+        tracing::error!(error = %e, cause = ?std::error::Error::source(e), "request failed");
         "internal server error".to_owned()
     } else {
         e.to_string()
@@ -201,6 +205,7 @@ pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
 
 /// warp's `recover`: our errors and warp's own rejections, all in the envelope.
 pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    // warp lends its own rejections (`find` gives a reference): their text is all we can keep.
     let e = if let Some(e) = rejection.find::<SidecarError>() {
         return Ok(reply_for(e));
     } else if rejection.is_not_found() {
@@ -223,7 +228,7 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         SidecarError::Validation("Content-Length required".into())
     } else {
-        SidecarError::Internal(format!("unhandled rejection: {rejection:?}"))
+        SidecarError::internal(format!("unhandled rejection: {rejection:?}"))
     };
     Ok(reply_for(&e))
 }

@@ -11,7 +11,6 @@ use warp::{Filter, Rejection};
 use crate::error::SidecarError;
 use crate::ratelimit::Refusal;
 use crate::state::State;
-use crate::store::BanRecord;
 
 /// Largest request body accepted (http-api.md: > 64 KiB → 413).
 pub const BODY_LIMIT: u64 = 64 * 1024;
@@ -208,18 +207,9 @@ pub fn limited(
                             }
                             Refusal::Banned { new } => {
                                 if new {
-                                    tracing::warn!(%ip, "banning client after repeated lockouts");
-                                    let rec = BanRecord {
-                                        ip: ip.to_string(),
-                                        since: state.now(),
-                                        reason: "repeated rate-limit lockouts".into(),
-                                    };
-                                    if let Err(e) = state.store.put_ban(&rec) {
-                                        return Err(reject(e.into()));
-                                    }
-                                    if let Err(e) = state.store.flush().await {
-                                        return Err(reject(e.into()));
-                                    }
+                                    crate::domain::ops::record_ban(&state, ip)
+                                        .await
+                                        .map_err(reject)?;
                                 }
                                 SidecarError::Banned
                             }

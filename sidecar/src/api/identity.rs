@@ -1,8 +1,7 @@
-//! Identities (Novacore): register, read, list, disable; and `/auth/me`.
+//! Identities (Novacore): register, read, list, disable; and `/auth/me`. The rules are in
+//! [`crate::domain::identities`].
 
-use broker_auth::identity::{IdentityType, PublicKey};
-use broker_auth::principal::{is_safe_label, is_safe_name};
-use rand_core::OsRng;
+use broker_auth::identity::IdentityType;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::http::StatusCode;
@@ -11,8 +10,8 @@ use warp::{Filter, Rejection, Reply};
 use super::extract::{bearer, json_body, limited, with_state};
 use super::reject;
 use crate::clock::rfc3339;
-use crate::error::SidecarError;
-use crate::state::{Caller, State};
+use crate::domain::identities::{self, Change, Fields};
+use crate::state::State;
 use crate::store::IdentityRecord;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -70,7 +69,7 @@ impl From<&IdentityRecord> for IdentityView {
             groups: r.groups.clone(),
             metadata: r.metadata.clone(),
             created_at: rfc3339(r.created_at),
-            disabled: r.disabled_at.is_some(),
+            disabled: r.is_disabled(),
         }
     }
 }
@@ -102,46 +101,33 @@ pub struct UpdateIdentity {
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-fn validate(req: &RegisterRequest) -> Result<(), SidecarError> {
-    validate_fields(
-        req.name.as_deref(),
-        req.tenant.as_deref(),
-        &req.scopes,
-        &req.groups,
-        req.metadata.as_ref(),
-    )
+impl RegisterRequest {
+    fn into_parts(self) -> (IdentityType, String, Fields) {
+        let fields = Fields {
+            name: self.name,
+            tenant: self.tenant,
+            scopes: self.scopes,
+            groups: self.groups,
+            metadata: self.metadata,
+        };
+        (self.kind, self.public_key, fields)
+    }
 }
 
-/// The rules an identity's descriptive fields follow, at registration and on every change.
-fn validate_fields(
-    name: Option<&str>,
-    tenant: Option<&str>,
-    scopes: &[String],
-    groups: &[String],
-    metadata: Option<&serde_json::Map<String, serde_json::Value>>,
-) -> Result<(), SidecarError> {
-    let bad = |m: &str| Err(SidecarError::Validation(m.to_owned()));
-    if name.is_some_and(|n| n.chars().count() > 128 || n.chars().any(char::is_control)) {
-        return bad("name: at most 128 printable characters");
-    }
-    if tenant.is_some_and(|t| !is_safe_name(t)) {
-        return bad("tenant: 1-128 of [A-Za-z0-9_-]");
-    }
-    if scopes.len() > 64
-        || groups.len() > 64
-        || !scopes.iter().chain(groups).all(|s| is_safe_label(s))
-    {
-        return bad("scopes/groups: at most 64 each, 1-128 of [A-Za-z0-9_.:-]");
-    }
-    if let Some(devices) = metadata.and_then(|m| m.get("devices")) {
-        let ok = devices.as_array().is_some_and(|a| {
-            a.len() <= 1024 && a.iter().all(|d| d.as_str().is_some_and(is_safe_name))
-        });
-        if !ok {
-            return bad("metadata.devices: an array of identity ids");
+impl From<UpdateIdentity> for Change {
+    fn from(r: UpdateIdentity) -> Self {
+        Change {
+            name: r.name,
+            tenant: r.tenant,
+            scopes: r.scopes,
+            groups: r.groups,
+            metadata: r.metadata,
         }
     }
-    Ok(())
+}
+
+fn view(rec: &IdentityRecord) -> warp::reply::Response {
+    warp::reply::json(&IdentityView::from(rec)).into_response()
 }
 
 async fn register(
@@ -149,45 +135,11 @@ async fn register(
     bearer: Option<String>,
     req: RegisterRequest,
 ) -> Result<warp::reply::Response, Rejection> {
-    let self_service = state.config.open_registration
-        && matches!(req.kind, IdentityType::Device | IdentityType::Gateway);
-    if !self_service {
-        let caller = state.authenticate(bearer.as_deref()).map_err(reject)?;
-        if !caller.may_register(req.kind) {
-            return Err(reject(SidecarError::Forbidden(
-                "this credential may not register this identity type",
-            )));
-        }
-    }
-    validate(&req).map_err(reject)?;
-    let key = PublicKey::decode_for(req.kind, &req.public_key).map_err(|e| reject(e.into()))?;
-    let rec = IdentityRecord {
-        id: req.kind.new_id(&mut OsRng),
-        kind: req.kind,
-        key_algorithm: Some(key.algorithm()),
-        public_key: Some(key.canonical()),
-        upstream: None,
-        name: req.name,
-        tenant: req.tenant,
-        scopes: req.scopes,
-        groups: req.groups,
-        metadata: req.metadata.unwrap_or_default(),
-        created_at: state.now(),
-        disabled_at: None,
-    };
-    state.store.insert_identity(&rec).map_err(|e| match e {
-        crate::store::StoreError::Conflict(_) => reject(SidecarError::Conflict(
-            "public key already registered".into(),
-        )),
-        other => reject(other.into()),
-    })?;
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
-    state.metrics.identities.inc();
-    Ok(warp::reply::with_status(
-        warp::reply::json(&IdentityView::from(&rec)),
-        StatusCode::CREATED,
-    )
-    .into_response())
+    let (kind, key, fields) = req.into_parts();
+    let rec = identities::register(&state, bearer.as_deref(), kind, &key, fields)
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::with_status(view(&rec), StatusCode::CREATED).into_response())
 }
 
 async fn get_one(
@@ -195,17 +147,8 @@ async fn get_one(
     id: String,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    let caller = state.authenticate(bearer.as_deref()).map_err(reject)?;
-    let own = matches!(&caller, Caller::Identity { identity, .. } if identity.id == id);
-    if !own && !caller.is_admin() {
-        return Err(reject(SidecarError::Forbidden("admin authority required")));
-    }
-    let rec = state
-        .store
-        .identity(&id)
-        .map_err(|e| reject(e.into()))?
-        .ok_or_else(|| reject(SidecarError::NotFound("identity")))?;
-    Ok(warp::reply::json(&IdentityView::from(&rec)).into_response())
+    let rec = identities::get(&state, bearer.as_deref(), &id).map_err(reject)?;
+    Ok(view(&rec))
 }
 
 async fn list(
@@ -213,19 +156,10 @@ async fn list(
     q: ListQuery,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let recs = state
-        .store
-        .list_identities(q.after.as_deref(), limit + 1)
-        .map_err(|e| reject(e.into()))?;
-    let more = recs.len() > limit;
-    let page: Vec<IdentityView> = recs.iter().take(limit).map(IdentityView::from).collect();
-    let next = more
-        .then(|| page.last().map(|v| v.identity_id.clone()))
-        .flatten();
+    let (recs, next) =
+        identities::list(&state, bearer.as_deref(), q.after.as_deref(), q.limit).map_err(reject)?;
     Ok(warp::reply::json(&IdentityPage {
-        identities: page,
+        identities: recs.iter().map(IdentityView::from).collect(),
         next,
     })
     .into_response())
@@ -236,65 +170,22 @@ async fn disable(
     id: String,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let mut rec = state
-        .store
-        .identity(&id)
-        .map_err(|e| reject(e.into()))?
-        .ok_or_else(|| reject(SidecarError::NotFound("identity")))?;
-    if rec.disabled_at.is_none() {
-        rec.disabled_at = Some(state.now());
-        state
-            .store
-            .update_identity(&rec)
-            .map_err(|e| reject(e.into()))?;
-        // Every token of the identity stops working everywhere (revocation feed).
-        state.revoke_subject(&rec.id).await.map_err(reject)?;
-    }
+    identities::disable(&state, bearer.as_deref(), &id)
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
-/// Change an identity; a change that narrows its grants cuts its live MQTT and NATS connections
-/// (the identity change goes out on the revocation feed).
 async fn update(
     state: State,
     id: String,
     bearer: Option<String>,
     req: UpdateIdentity,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let mut rec = state
-        .store
-        .identity(&id)
-        .map_err(|e| reject(e.into()))?
-        .filter(|r| r.disabled_at.is_none())
-        .ok_or_else(|| reject(SidecarError::NotFound("identity")))?;
-    let UpdateIdentity {
-        name,
-        tenant,
-        scopes,
-        groups,
-        metadata,
-    } = req;
-    rec.name = name.or(rec.name);
-    rec.tenant = tenant.or(rec.tenant);
-    rec.scopes = scopes.unwrap_or(rec.scopes);
-    rec.groups = groups.unwrap_or(rec.groups);
-    rec.metadata = metadata.unwrap_or(rec.metadata);
-    validate_fields(
-        rec.name.as_deref(),
-        rec.tenant.as_deref(),
-        &rec.scopes,
-        &rec.groups,
-        Some(&rec.metadata),
-    )
-    .map_err(reject)?;
-    state
-        .store
-        .update_identity(&rec)
-        .map_err(|e| reject(e.into()))?;
-    state.identity_changed(&rec).await.map_err(reject)?;
-    Ok(warp::reply::json(&IdentityView::from(&rec)).into_response())
+    let rec = identities::update(&state, bearer.as_deref(), &id, req.into())
+        .await
+        .map_err(reject)?;
+    Ok(view(&rec))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -309,22 +200,15 @@ pub struct Me {
 }
 
 async fn me(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
-    match state.authenticate(bearer.as_deref()).map_err(reject)? {
-        Caller::Identity { claims, identity } => {
-            let roles = state.roles_of(&identity).map_err(reject)?;
-            Ok(warp::reply::json(&Me {
-                identity: IdentityView::from(identity.as_ref()),
-                token_expires_at: rfc3339(claims.exp),
-                session: claims.sid.clone(),
-                app_id: identity.tenant.clone(),
-                roles,
-            })
-            .into_response())
-        }
-        Caller::ApiKey(_) => Err(reject(SidecarError::Forbidden(
-            "an API key has no identity; use an access token",
-        ))),
-    }
+    let me = identities::me(&state, bearer.as_deref()).map_err(reject)?;
+    Ok(warp::reply::json(&Me {
+        identity: IdentityView::from(me.identity.as_ref()),
+        token_expires_at: rfc3339(me.claims.exp),
+        session: me.claims.sid.clone(),
+        app_id: me.identity.tenant.clone(),
+        roles: me.roles,
+    })
+    .into_response())
 }
 
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {

@@ -1,10 +1,7 @@
-//! Key login (Novacore): `POST /auth/challenge` then `POST /auth/verify`.
-//!
-//! A challenge is 32 random bytes (base64url), bound to the key that asked, valid for 5 minutes,
-//! and consumed by the first verify that names it — valid or not — so it can be neither replayed
-//! nor brute-forced.
+//! Key login (Novacore): `POST /auth/challenge` then `POST /auth/verify`; session refresh and
+//! logout. A challenge is 32 random bytes (base64url), bound to the key that asked, valid for 5
+//! minutes; the rules are in [`crate::domain::login`].
 
-use broker_auth::identity::PublicKey;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use warp::{Filter, Rejection, Reply};
@@ -12,11 +9,8 @@ use warp::{Filter, Rejection, Reply};
 use super::extract::{json_body, limited, with_state};
 use super::reject;
 use crate::clock::rfc3339;
-use crate::error::SidecarError;
-use crate::state::{State, random_challenge};
-use crate::store::ChallengeRecord;
-
-pub const CHALLENGE_TTL: i64 = 300;
+use crate::domain::login;
+use crate::state::State;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,27 +62,7 @@ async fn challenge(
     state: State,
     req: ChallengeRequest,
 ) -> Result<warp::reply::Response, Rejection> {
-    let key = PublicKey::decode(&req.public_key).map_err(|e| reject(e.into()))?;
-    let identity = state
-        .store
-        .identity_by_key(&key.canonical())
-        .map_err(|e| reject(e.into()))?
-        .ok_or_else(|| reject(SidecarError::UnknownIdentity))?;
-    if identity.disabled_at.is_some() {
-        return Err(reject(SidecarError::Forbidden("identity is disabled")));
-    }
-    let challenge = random_challenge();
-    let expires_at = state.now() + CHALLENGE_TTL;
-    state
-        .store
-        .put_challenge(
-            &challenge,
-            &ChallengeRecord {
-                public_key: key.canonical(),
-                expires_at,
-            },
-        )
-        .map_err(|e| reject(e.into()))?;
+    let (challenge, expires_at) = login::challenge(&state, &req.public_key).map_err(reject)?;
     Ok(warp::reply::json(&ChallengeResponse {
         challenge,
         expires_at: rfc3339(expires_at),
@@ -97,47 +71,15 @@ async fn challenge(
 }
 
 async fn verify(state: State, req: VerifyRequest) -> Result<warp::reply::Response, Rejection> {
-    if req.challenge.len() > 256 {
-        return Err(reject(SidecarError::ChallengeInvalid));
-    }
-    // Consume first: whatever happens next, this challenge is spent.
-    let taken = state
-        .store
-        .take_challenge(&req.challenge)
-        .map_err(|e| reject(e.into()))?;
-    let key = PublicKey::decode(&req.public_key).map_err(|e| reject(e.into()))?;
-    let Some(ch) = taken else {
-        state.metrics.outcome("login", "challenge_invalid");
-        return Err(reject(SidecarError::ChallengeInvalid));
-    };
-    if ch.expires_at < state.now() || ch.public_key != key.canonical() {
-        state.metrics.outcome("login", "challenge_invalid");
-        return Err(reject(SidecarError::ChallengeInvalid));
-    }
-    if key
-        .verify_b64(req.challenge.as_bytes(), &req.signature)
-        .is_err()
-    {
-        state.metrics.outcome("login", "bad_signature");
-        return Err(reject(SidecarError::InvalidSignature));
-    }
-    let identity = state
-        .store
-        .identity_by_key(&ch.public_key)
-        .map_err(|e| reject(e.into()))?
-        .ok_or_else(|| reject(SidecarError::UnknownIdentity))?;
-    if identity.disabled_at.is_some() {
-        return Err(reject(SidecarError::Forbidden("identity is disabled")));
-    }
-    let (claims, token, refresh_token) = state.open_session(&identity).map_err(reject)?;
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
-    state.metrics.outcome("login", "ok");
+    let done = login::verify(&state, &req.public_key, &req.signature, &req.challenge)
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::json(&VerifyResponse {
-        token,
-        identity_id: identity.id,
-        expires_at: rfc3339(claims.exp),
+        token: done.session.access_token,
+        identity_id: done.identity_id,
+        expires_at: rfc3339(done.session.claims.exp),
         token_type: "Bearer",
-        refresh_token,
+        refresh_token: done.session.refresh_token,
     })
     .into_response())
 }
@@ -146,58 +88,22 @@ async fn session_refresh(
     state: State,
     req: SessionRefreshRequest,
 ) -> Result<warp::reply::Response, Rejection> {
-    let now = state.now();
-    match crate::sessions::exchange(state.store.as_ref(), &req.refresh_token, None, now) {
-        Ok(crate::sessions::Exchanged::Rotated { family, token }) => {
-            let identity = state
-                .store
-                .identity(&family.user_id)
-                .map_err(|e| reject(e.into()))?
-                .filter(|i| i.disabled_at.is_none())
-                .ok_or_else(|| reject(SidecarError::InvalidRefreshToken))?;
-            let (claims, access_token) = state
-                .session_access(&identity, &family.id)
-                .map_err(reject)?;
-            state.store.flush().await.map_err(|e| reject(e.into()))?;
-            state.metrics.outcome("session_refresh", "ok");
-            Ok(warp::reply::json(&SessionRefreshResponse {
-                access_token,
-                token_type: "bearer",
-                expires_in: claims.exp - claims.iat,
-                refresh_token: token,
-            })
-            .into_response())
-        }
-        Ok(crate::sessions::Exchanged::Reused { family }) => {
-            tracing::warn!(session = %family.id, user = %family.user_id, "refresh token reuse; session revoked");
-            state.metrics.outcome("session_refresh", "reused");
-            state
-                .revoke_session(&family.id, family.expires_at)
-                .await
-                .map_err(reject)?;
-            Err(reject(SidecarError::RefreshTokenReused))
-        }
-        Err(e) => {
-            state.metrics.outcome("session_refresh", "invalid");
-            Err(reject(e))
-        }
-    }
+    let (claims, access_token, refresh_token) = login::refresh(&state, &req.refresh_token)
+        .await
+        .map_err(reject)?;
+    Ok(warp::reply::json(&SessionRefreshResponse {
+        access_token,
+        token_type: "bearer",
+        expires_in: claims.exp - claims.iat,
+        refresh_token,
+    })
+    .into_response())
 }
 
 async fn logout(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
-    let caller = state.authenticate(bearer.as_deref()).map_err(reject)?;
-    let crate::state::Caller::Identity { identity, .. } = caller else {
-        return Err(reject(SidecarError::Forbidden("an API key has no session")));
-    };
-    let ended = crate::sessions::end_all(state.store.as_ref(), &identity.id, state.now())
+    login::logout(&state, bearer.as_deref())
+        .await
         .map_err(reject)?;
-    for f in &ended {
-        state
-            .revoke_session(&f.id, f.expires_at)
-            .await
-            .map_err(reject)?;
-    }
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }
 

@@ -1,7 +1,5 @@
 //! Operations: health, readiness, metrics, JWKS, and the admin routes for bans and key rotation.
 
-use std::net::IpAddr;
-
 use serde::Serialize;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
@@ -9,7 +7,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::extract::{bearer, limited, with_state};
 use super::reject;
-use crate::error::SidecarError;
+use crate::domain::ops;
 use crate::state::State;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,7 +30,7 @@ async fn health(state: State) -> Result<warp::reply::Response, Rejection> {
 }
 
 async fn healthz(state: State) -> Result<warp::reply::Response, Rejection> {
-    let status = if state.store.ping().is_ok() {
+    let status = if ops::ready(&state) {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -57,8 +55,7 @@ async fn list_bans(
     state: State,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let bans = state.store.bans().map_err(|e| reject(e.into()))?;
+    let bans = ops::bans(&state, bearer.as_deref()).map_err(reject)?;
     Ok(warp::reply::json(&serde_json::json!({ "bans": bans })).into_response())
 }
 
@@ -67,43 +64,16 @@ async fn lift_ban(
     state: State,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let addr: IpAddr = ip
-        .parse()
-        .map_err(|_| reject(SidecarError::Validation("not an IP address".into())))?;
-    let existed = state
-        .store
-        .remove_ban(&addr.to_string())
-        .map_err(|e| reject(e.into()))?;
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
-    state.limiter.unban(addr);
-    if !existed {
-        return Err(reject(SidecarError::NotFound("ban")));
-    }
+    ops::lift_ban(&state, bearer.as_deref(), &ip)
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
 async fn rotate(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let now = state.now();
-    let kid = crate::keystore::rotate(
-        state.store.as_ref(),
-        &state.master,
-        state.config.signing_alg(),
-        now,
-    )
-    .map_err(reject)?;
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
-    let keys = crate::keystore::load_key_set(
-        state.store.as_ref(),
-        &state.master,
-        state.config.signing_alg(),
-        now,
-        state.config.max_token_lifetime(),
-    )
-    .and_then(|k| crate::keystore::with_app_keys(k, &state.config.app_hs256_secrets))
-    .map_err(reject)?;
-    state.auth.set_keys(keys);
+    let kid = ops::rotate_keys(&state, bearer.as_deref())
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::json(&serde_json::json!({ "kid": kid })).into_response())
 }
 

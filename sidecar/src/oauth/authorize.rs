@@ -4,31 +4,20 @@
 //! exactly is answered here (never redirected: that would make us an open redirector); every
 //! other error goes back to the client's redirect URI with `error` and `state`.
 //!
-//! Who may sign in with a key: people (`root`, `admin`, `user`, `developer`). Devices, gateways
-//! and services have no business at an integration's login page.
+//! Who may sign in with a key: people (see [`crate::domain::oauth::may_sign_in`]).
 
-use broker_auth::identity::{IdentityType, PublicKey};
+use broker_auth::identity::PublicKey;
 use bytes::Bytes;
 use warp::Filter;
 
 use super::page::AuthorizePage;
-use super::{
-    PENDING_TTL, challenge_ok, ct_eq, form_pairs, grant_code, param, random_token, redirect,
-    with_query,
-};
+use super::{challenge_ok, ct_eq, form_pairs, param, redirect, send_code, with_query};
 use crate::api::extract::{limited, with_state};
 use crate::api::reject;
+use crate::domain::oauth;
 use crate::error::SidecarError;
 use crate::state::{State, random_challenge};
-use crate::store::{AuthorizeRequest, PendingRecord, PendingStep};
-
-/// Identity types that may sign in to an integration with their key.
-pub fn may_sign_in(kind: IdentityType) -> bool {
-    matches!(
-        kind,
-        IdentityType::Root | IdentityType::Admin | IdentityType::User | IdentityType::Developer
-    )
-}
+use crate::store::AuthorizeRequest;
 
 /// Send an error back to the client (RFC 6749 §4.1.2.1).
 fn back_to_client(
@@ -48,9 +37,7 @@ fn begin(state: &State, raw_query: &str) -> Result<warp::reply::Response, Sideca
     let q = form_pairs(raw_query.as_bytes())?;
     let client_id = param(&q, "client_id")
         .ok_or_else(|| SidecarError::oauth("invalid_request", "client_id is required"))?;
-    let client = state
-        .store
-        .oauth_client(client_id)?
+    let client = oauth::client(state, client_id)?
         .ok_or_else(|| SidecarError::oauth("invalid_request", "unknown client_id"))?;
     let redirect_uri = param(&q, "redirect_uri")
         .ok_or_else(|| SidecarError::oauth("invalid_request", "redirect_uri is required"))?;
@@ -108,53 +95,44 @@ fn begin(state: &State, raw_query: &str) -> Result<warp::reply::Response, Sideca
         nonce,
         challenge: random_challenge(),
     };
-    let request_id = random_token();
-    state.store.put_pending(
-        &request_id,
-        &PendingRecord {
-            expires_at: state.now() + PENDING_TTL,
-            step: PendingStep::Authorize(request.clone()),
-        },
-    )?;
+    let request_id = oauth::park_request(state, request.clone())?;
+    state.metrics.outcome("oauth_authorize", "page");
+    Ok(sign_in_page(state, &client.name, &request, &request_id))
+}
+
+/// The page of a parked request: sign its challenge with a key, or follow an upstream login.
+fn sign_in_page(
+    state: &State,
+    client_name: &str,
+    request: &AuthorizeRequest,
+    request_id: &str,
+) -> warp::reply::Response {
     let upstream = state
         .upstream
         .names()
         .map(|name| {
             let link = format!(
                 "{name}?{}",
-                serde_urlencoded::to_string([("authorize", &request_id)]).unwrap_or_default()
+                serde_urlencoded::to_string([("authorize", request_id)]).unwrap_or_default()
             );
             (name.to_owned(), link)
         })
         .collect();
-    state.metrics.outcome("oauth_authorize", "page");
-    Ok(AuthorizePage {
-        client_name: &client.name,
+    AuthorizePage {
+        client_name,
         scopes: &request.scopes,
-        request_id: &request_id,
+        request_id,
         challenge: &request.challenge,
         upstream,
     }
-    .render())
-}
-
-/// Take a pending authorize request (exactly once) that has not expired.
-pub fn take_request(state: &State, id: &str) -> Result<AuthorizeRequest, SidecarError> {
-    let gone = || SidecarError::oauth("invalid_request", "unknown, used or expired request");
-    match state.store.take_pending(id)? {
-        Some(PendingRecord {
-            expires_at,
-            step: PendingStep::Authorize(req),
-        }) if expires_at >= state.now() => Ok(req),
-        _ => Err(gone()),
-    }
+    .render()
 }
 
 async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, SidecarError> {
     let f = form_pairs(body)?;
     let request_id = param(&f, "request_id")
         .ok_or_else(|| SidecarError::oauth("invalid_request", "request_id is required"))?;
-    let req = take_request(state, request_id)?;
+    let req = oauth::take_request(state, request_id)?;
     let denied = |why: &str| {
         state.metrics.outcome("oauth_authorize", "denied");
         back_to_client(&req.redirect_uri, Some(&req.state), "access_denied", why)
@@ -175,14 +153,10 @@ async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, S
     {
         return denied("signature verification failed");
     }
-    let identity = state
-        .store
-        .identity_by_key(&key.canonical())?
-        .filter(|i| i.disabled_at.is_none() && may_sign_in(i.kind));
-    let Some(identity) = identity else {
+    let Some(identity) = oauth::person_by_key(state, &key)? else {
         return denied("no person is registered with this key");
     };
-    grant_code(state, &req, &identity.id).await
+    send_code(state, &req, &identity.id).await
 }
 
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {

@@ -1,39 +1,22 @@
-//! The OAuth2 client registry (admin) and client authentication at the token endpoint.
-//!
-//! A client secret is 256 random bits, shown once at registration and kept as a SHA-256 digest.
-//! Redirect URIs are absolute http(s) URLs without a fragment and are later compared exactly.
+//! The OAuth2 client registry's routes (admin) and reading client credentials at the token
+//! endpoint. The registry's rules are in [`crate::domain::oauth_clients`].
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::{ct_eq, param, random_token};
+use super::param;
 use crate::api::extract::{bearer, json_body, limited, with_state};
 use crate::api::reject;
 use crate::clock::rfc3339;
+use crate::domain::oauth_clients;
 use crate::error::SidecarError;
-use crate::state::{State, random_id, sha256_hex};
+use crate::state::State;
 use crate::store::OAuthClientRecord;
 
-/// Scopes a client gets when it names none.
-pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "profile", "email"];
-/// Scopes the server knows.
-pub const KNOWN_SCOPES: [&str; 5] = ["openid", "profile", "email", "groups", "offline_access"];
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewClient {
-    pub name: String,
-    /// Exact redirect URIs (1–10).
-    pub redirect_uris: Vec<String>,
-    /// Scopes it may ask for (default openid, profile, email).
-    #[serde(default)]
-    pub scopes: Option<Vec<String>>,
-    /// The app its upstream-login users belong to.
-    #[serde(default)]
-    pub app_id: Option<String>,
-}
+/// The registration body is the domain's own input.
+pub use crate::domain::oauth_clients::NewClient;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientView {
@@ -62,79 +45,21 @@ impl From<&OAuthClientRecord> for ClientView {
     }
 }
 
-fn redirect_uri_ok(u: &str) -> bool {
-    let scheme_ok = u.starts_with("https://") || u.starts_with("http://");
-    let host = u.split_once("://").map_or("", |(_, rest)| rest);
-    scheme_ok
-        && u.len() <= 2048
-        && !host.is_empty()
-        && !host.starts_with('/')
-        && !u.contains('#')
-        && !u.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn validate(state: &State, req: &NewClient) -> Result<Vec<String>, SidecarError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 128 {
-        return Err(SidecarError::Validation(
-            "name must be 1-128 characters".into(),
-        ));
-    }
-    if req.redirect_uris.is_empty() || req.redirect_uris.len() > 10 {
-        return Err(SidecarError::Validation("give 1-10 redirect_uris".into()));
-    }
-    if let Some(bad) = req.redirect_uris.iter().find(|u| !redirect_uri_ok(u)) {
-        return Err(SidecarError::Validation(format!(
-            "redirect_uri {bad:?} must be an absolute http(s) URL without a fragment"
-        )));
-    }
-    let scopes = req
-        .scopes
-        .clone()
-        .unwrap_or_else(|| DEFAULT_SCOPES.map(str::to_owned).to_vec());
-    if let Some(bad) = scopes.iter().find(|s| !KNOWN_SCOPES.contains(&s.as_str())) {
-        return Err(SidecarError::Validation(format!(
-            "unknown scope {bad:?} (known: {KNOWN_SCOPES:?})"
-        )));
-    }
-    if let Some(app) = &req.app_id
-        && state.store.app(app)?.is_none()
-    {
-        return Err(SidecarError::NotFound("app"));
-    }
-    Ok(scopes)
-}
-
 async fn create(
     state: State,
     bearer: Option<String>,
     req: NewClient,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let scopes = validate(&state, &req).map_err(reject)?;
-    let secret = random_token();
-    let rec = OAuthClientRecord {
-        id: random_id("cli-"),
-        name: req.name.trim().to_owned(),
-        redirect_uris: req.redirect_uris,
-        scopes,
-        app_id: req.app_id,
-        secret_hash: sha256_hex(&secret),
-        created_at: state.now(),
-    };
-    state
-        .store
-        .put_oauth_client(&rec)
-        .map_err(|e| reject(e.into()))?;
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
+    let (rec, secret) = oauth_clients::create(&state, bearer.as_deref(), req)
+        .await
+        .map_err(reject)?;
     let mut view = ClientView::from(&rec);
     view.client_secret = Some(secret);
     Ok(warp::reply::with_status(warp::reply::json(&view), StatusCode::CREATED).into_response())
 }
 
 async fn list(state: State, bearer: Option<String>) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    let clients = state.store.oauth_clients().map_err(|e| reject(e.into()))?;
+    let clients = oauth_clients::list(&state, bearer.as_deref()).map_err(reject)?;
     let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
     Ok(warp::reply::json(&serde_json::json!({ "clients": views })).into_response())
 }
@@ -144,15 +69,9 @@ async fn delete(
     state: State,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
-    state.require_admin(bearer.as_deref()).map_err(reject)?;
-    if !state
-        .store
-        .delete_oauth_client(&id)
-        .map_err(|e| reject(e.into()))?
-    {
-        return Err(reject(SidecarError::NotFound("client")));
-    }
-    state.store.flush().await.map_err(|e| reject(e.into()))?;
+    oauth_clients::delete(&state, bearer.as_deref(), &id)
+        .await
+        .map_err(reject)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
@@ -162,8 +81,9 @@ fn form_decode(s: &str) -> Option<String> {
     pairs.into_iter().next().map(|(_, v)| v)
 }
 
-/// Authenticate the client at the token endpoint: `client_secret_basic` (the `Authorization`
-/// header) or `client_secret_post` (body), never both. Every failure is `invalid_client`.
+/// Read the client's credentials at the token endpoint — `client_secret_basic` (the
+/// `Authorization` header) or `client_secret_post` (body), never both — and check them. Every
+/// failure is `invalid_client`.
 pub fn authenticate(
     state: &State,
     authorization: Option<&str>,
@@ -203,12 +123,7 @@ pub fn authenticate(
     {
         return Err(invalid());
     }
-    let client = state.store.oauth_client(&id)?.ok_or_else(invalid)?;
-    if !ct_eq(&sha256_hex(&secret), &client.secret_hash) {
-        state.metrics.outcome("oauth_token", "invalid_client");
-        return Err(invalid());
-    }
-    Ok(client)
+    oauth_clients::authenticate(state, &id, &secret)
 }
 
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
@@ -232,27 +147,4 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(bearer())
         .and_then(delete);
     create.or(list).unify().or(delete).unify().boxed()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redirect_uris_must_be_absolute_without_fragment() {
-        assert!(redirect_uri_ok(
-            "https://grafana.example/login/generic_oauth"
-        ));
-        assert!(redirect_uri_ok("http://127.0.0.1:3000/cb?x=1"));
-        for bad in [
-            "/relative",
-            "javascript:alert(1)",
-            "https://g/cb#frag",
-            "https:///nohost",
-            "https://g/c b",
-            "ftp://g/cb",
-        ] {
-            assert!(!redirect_uri_ok(bad), "{bad}");
-        }
-    }
 }

@@ -27,8 +27,8 @@ use warp::Filter;
 use warp::http::{HeaderValue, StatusCode};
 
 use crate::error::SidecarError;
-use crate::state::{State, sha256_hex};
-use crate::store::{AuthCodeRecord, AuthorizeRequest};
+use crate::state::State;
+use crate::store::AuthorizeRequest;
 use broker_auth::b64;
 
 /// Lifetime of an authorization code (quality.md: ≤ 60 s).
@@ -64,11 +64,6 @@ pub fn challenge_ok(c: &str) -> bool {
 /// Constant-time equality of two strings of public length.
 pub fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-/// The audience of access tokens issued to integrations.
-pub fn oauth_audience(state: &State) -> String {
-    format!("{}:oauth", state.token_config.audience)
 }
 
 /// Parse `application/x-www-form-urlencoded` (a body or a query string) into pairs, refusing a
@@ -110,35 +105,21 @@ pub fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
 pub fn redirect(location: &str) -> Result<warp::reply::Response, SidecarError> {
     let mut res = warp::reply::with_status(warp::reply(), StatusCode::FOUND).into_response();
     let v = HeaderValue::from_str(location)
-        .map_err(|_| SidecarError::Internal("redirect location is not a header value".into()))?;
+        .map_err(|_| SidecarError::internal("redirect location is not a header value"))?;
     res.headers_mut().insert("location", v);
     Ok(res)
 }
 
 use warp::Reply;
 
-/// End a pending authorize request with a code for `identity_id`: store the code's digest and
-/// send the browser back to the client with `code` and `state`.
-pub async fn grant_code(
+/// End a pending authorize request with a code for `identity_id` and send the browser back to
+/// the client with `code` and `state`.
+pub async fn send_code(
     state: &State,
     req: &AuthorizeRequest,
     identity_id: &str,
 ) -> Result<warp::reply::Response, SidecarError> {
-    let code = random_token();
-    let rec = AuthCodeRecord {
-        client_id: req.client_id.clone(),
-        redirect_uri: req.redirect_uri.clone(),
-        code_challenge: req.code_challenge.clone(),
-        identity_id: identity_id.to_owned(),
-        scopes: req.scopes.clone(),
-        nonce: req.nonce.clone(),
-        expires_at: state.now() + CODE_TTL,
-        used_at: None,
-        family: None,
-    };
-    state.store.put_code(&sha256_hex(&code), &rec)?;
-    state.store.flush().await?;
-    state.metrics.outcome("oauth_authorize", "code_issued");
+    let code = crate::domain::oauth::grant_code(state, req, identity_id).await?;
     redirect(&with_query(
         &req.redirect_uri,
         &[("code", &code), ("state", &req.state)],

@@ -14,10 +14,8 @@
 //! With `?authorize=<request>` the login answers a pending `/oauth/authorize` request instead:
 //! the person lands in the client's app and the browser goes back to the client with a code.
 
-use rand_core::OsRng;
 use std::time::{Duration, Instant};
 
-use broker_auth::identity::IdentityType;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
     AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl,
@@ -28,15 +26,15 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use warp::{Filter, Reply};
 
-use super::{PENDING_TTL, ct_eq, form_pairs, grant_code, param, random_token, redirect};
+use super::{PENDING_TTL, ct_eq, form_pairs, param, random_token, redirect, send_code};
 use crate::api::extract::{limited, with_state};
 use crate::api::reject;
 use crate::config::UpstreamSpec;
+use crate::domain::identities::upstream_sign_in;
+use crate::domain::oauth;
 use crate::error::SidecarError;
 use crate::state::{State, sha256_hex};
-use crate::store::{
-    IdentityRecord, PendingRecord, PendingStep, UpstreamAccount, UpstreamPending, upstream_index,
-};
+use crate::store::{UpstreamAccount, UpstreamPending};
 
 /// How long discovered provider metadata (and with it the provider's JWKS) is reused. An ID
 /// token signed by a key the cached JWKS lacks (the provider rotated) triggers one refetch.
@@ -97,7 +95,7 @@ impl Upstreams {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| SidecarError::Config(format!("upstream HTTP client: {e}")))?;
+            .map_err(|e| SidecarError::config_from("upstream HTTP client", e))?;
         Ok(Upstreams {
             providers: specs
                 .iter()
@@ -132,7 +130,7 @@ impl Upstreams {
                 Some((at, m)) if at.elapsed() < METADATA_TTL => m.clone(),
                 _ => {
                     let issuer = IssuerUrl::new(p.spec.issuer.clone())
-                        .map_err(|e| SidecarError::Config(format!("issuer URL: {e}")))?;
+                        .map_err(|e| SidecarError::config_from("issuer URL", e))?;
                     let http = self.http.clone();
                     let m = CoreProviderMetadata::discover_async(issuer, &move |r| {
                         send(http.clone(), r)
@@ -140,10 +138,10 @@ impl Upstreams {
                     .await
                     .map_err(|e| {
                         tracing::warn!(provider = %p.spec.name, error = %e, "OpenID discovery failed");
-                        SidecarError::Unavailable(format!(
-                            "provider {} cannot be reached",
-                            p.spec.name
-                        ))
+                        SidecarError::unavailable_from(
+                            format!("provider {} cannot be reached", p.spec.name),
+                            e,
+                        )
                     })?;
                     *cached = Some((Instant::now(), m.clone()));
                     m
@@ -151,7 +149,7 @@ impl Upstreams {
             }
         };
         let redirect = RedirectUrl::new(format!("{base_url}/oauth/{}/callback", p.spec.name))
-            .map_err(|e| SidecarError::Config(format!("PUBLIC_URL: {e}")))?;
+            .map_err(|e| SidecarError::config_from("PUBLIC_URL", e))?;
         Ok(CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(p.spec.client_id.clone()),
@@ -166,7 +164,7 @@ fn cookie_name(provider: &str) -> String {
 }
 
 fn failed(why: impl Into<String>) -> SidecarError {
-    SidecarError::UpstreamLogin(why.into())
+    SidecarError::upstream_login(why)
 }
 
 async fn start(
@@ -187,7 +185,7 @@ async fn start(
         ));
     }
     if let Some(app) = app {
-        state.store.app(app)?.ok_or(SidecarError::NotFound("app"))?;
+        oauth::check_app(state, app)?;
     }
     // Reach the provider before taking an authorize request: a provider that is down must not
     // spend it.
@@ -196,11 +194,10 @@ async fn start(
     let (app_id, authorize) = match request {
         None => (app.map(str::to_owned), None),
         Some(request_id) => {
-            let req = super::authorize::take_request(state, request_id).map_err(|_| {
+            let req = oauth::take_request(state, request_id).map_err(|_| {
                 SidecarError::Validation("unknown, used or expired authorize request".into())
             })?;
-            let client = state.store.oauth_client(&req.client_id)?;
-            (client.and_then(|c| c.app_id), Some(req))
+            (oauth::app_of_client(state, &req.client_id)?, Some(req))
         }
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -215,20 +212,15 @@ async fn start(
         .set_pkce_challenge(challenge)
         .url();
     let binding = random_token();
-    state.store.put_pending(
-        csrf.secret(),
-        &PendingRecord {
-            expires_at: state.now() + PENDING_TTL,
-            step: PendingStep::Upstream(UpstreamPending {
-                provider: name.to_owned(),
-                app_id,
-                authorize,
-                pkce_verifier: verifier.secret().clone(),
-                nonce: nonce.secret().clone(),
-                browser_hash: sha256_hex(&binding),
-            }),
-        },
-    )?;
+    let pending = UpstreamPending {
+        provider: name.to_owned(),
+        app_id,
+        authorize,
+        pkce_verifier: verifier.secret().clone(),
+        nonce: nonce.secret().clone(),
+        browser_hash: sha256_hex(&binding),
+    };
+    oauth::park_upstream(state, csrf.secret(), pending)?;
     let secure = if base.starts_with("https://") {
         "; Secure"
     } else {
@@ -243,7 +235,7 @@ async fn start(
         "set-cookie",
         cookie
             .parse()
-            .map_err(|_| SidecarError::Internal("cookie is not a header value".into()))?,
+            .map_err(|_| SidecarError::internal("cookie is not a header value"))?,
     );
     state.metrics.outcome("upstream_login", "started");
     Ok(res)
@@ -258,43 +250,6 @@ fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Find or create the person (app, iss, sub); refresh what the provider says about them.
-fn upsert(
-    state: &State,
-    app: Option<&str>,
-    account: UpstreamAccount,
-    name: Option<String>,
-) -> Result<IdentityRecord, SidecarError> {
-    let index = upstream_index(app.unwrap_or(""), &account.iss, &account.sub);
-    if let Some(mut existing) = state.store.identity_by_key(&index)? {
-        if existing.disabled_at.is_some() {
-            return Err(SidecarError::Forbidden("identity is disabled"));
-        }
-        if existing.upstream.as_ref() != Some(&account) || (name.is_some() && existing.name != name)
-        {
-            existing.upstream = Some(account);
-            existing.name = name.or(existing.name);
-            state.store.update_identity(&existing)?;
-        }
-        return Ok(existing);
-    }
-    let rec = IdentityRecord {
-        id: IdentityType::User.new_id(&mut OsRng),
-        kind: IdentityType::User,
-        key_algorithm: None,
-        public_key: None,
-        upstream: Some(account),
-        name,
-        tenant: app.map(str::to_owned),
-        scopes: vec![],
-        groups: vec![],
-        metadata: Default::default(),
-        created_at: state.now(),
-        disabled_at: None,
-    };
-    state.insert_identity_or_winner(rec)
-}
-
 #[derive(Serialize)]
 struct AppLogin {
     access_token: String,
@@ -303,43 +258,14 @@ struct AppLogin {
     refresh_token: String,
 }
 
-async fn callback(
+/// Exchange the callback's code at the provider (PKCE) and verify its ID token (signature,
+/// `iss`, `aud`, `exp`, `nonce`); returns the account it names and its display name.
+async fn provider_account(
     state: &State,
-    name: &str,
-    raw_query: &str,
-    cookies: Option<&str>,
-) -> Result<warp::reply::Response, SidecarError> {
-    let provider = state
-        .upstream
-        .get(name)
-        .ok_or(SidecarError::NotFound("provider"))?;
-    let q = form_pairs(raw_query.as_bytes()).map_err(|_| failed("malformed callback"))?;
-    let csrf = param(&q, "state").ok_or_else(|| failed("state is missing"))?;
-    let pending = match state.store.take_pending(csrf)? {
-        Some(PendingRecord {
-            expires_at,
-            step: PendingStep::Upstream(p),
-        }) if expires_at >= state.now() && p.provider == name => p,
-        _ => {
-            state.metrics.outcome("upstream_login", "bad_state");
-            return Err(failed("state is unknown, used or expired"));
-        }
-    };
-    let bound = cookie_value(cookies, &cookie_name(name))
-        .is_some_and(|v| ct_eq(&sha256_hex(v), &pending.browser_hash));
-    if !bound {
-        state.metrics.outcome("upstream_login", "other_browser");
-        return Err(failed("this login was started in another browser"));
-    }
-    if let Some(err) = param(&q, "error") {
-        let err: String = err
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
-        return Err(failed(format!("the provider answered {err}")));
-    }
-    let code = param(&q, "code").ok_or_else(|| failed("code is missing"))?;
+    provider: &Provider,
+    code: &str,
+    pending: &UpstreamPending,
+) -> Result<(UpstreamAccount, Option<String>), SidecarError> {
     let client = state
         .upstream
         .client(provider, &state.config.base_url())
@@ -347,13 +273,13 @@ async fn callback(
     let http = state.upstream.http.clone();
     let tokens = client
         .exchange_code(AuthorizationCode::new(code.to_owned()))
-        .map_err(|e| failed(format!("provider has no token endpoint: {e}")))?
+        .map_err(|e| SidecarError::upstream_login_from("provider has no token endpoint", e))?
         .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
         .request_async(&move |r| send(http.clone(), r))
         .await
         .map_err(|e| {
             state.metrics.outcome("upstream_login", "code_refused");
-            failed(format!("the provider refused the code: {e}"))
+            SidecarError::upstream_login_from("the provider refused the code", e)
         })?;
     let id_token = tokens
         .id_token()
@@ -377,7 +303,7 @@ async fn callback(
     };
     let claims = verified.map_err(|e| {
         state.metrics.outcome("upstream_login", "id_token_refused");
-        failed(format!("ID token refused: {e}"))
+        SidecarError::upstream_login_from("ID token refused", e)
     })?;
     let account = UpstreamAccount {
         iss: claims.issuer().as_str().to_owned(),
@@ -389,24 +315,55 @@ async fn callback(
         .name()
         .and_then(|n| n.get(None))
         .map(|n| n.as_str().to_owned());
-    if let Some(req) = pending.authorize {
-        let app = state
-            .store
-            .oauth_client(&req.client_id)?
-            .and_then(|c| c.app_id);
-        let identity = upsert(state, app.as_deref(), account, display)?;
-        state.metrics.outcome("upstream_login", "ok");
-        return grant_code(state, &req, &identity.id).await;
+    Ok((account, display))
+}
+
+async fn callback(
+    state: &State,
+    name: &str,
+    raw_query: &str,
+    cookies: Option<&str>,
+) -> Result<warp::reply::Response, SidecarError> {
+    let provider = state
+        .upstream
+        .get(name)
+        .ok_or(SidecarError::NotFound("provider"))?;
+    let q = form_pairs(raw_query.as_bytes()).map_err(|_| failed("malformed callback"))?;
+    let csrf = param(&q, "state").ok_or_else(|| failed("state is missing"))?;
+    let Some(pending) = oauth::take_upstream(state, csrf, name)? else {
+        state.metrics.outcome("upstream_login", "bad_state");
+        return Err(failed("state is unknown, used or expired"));
+    };
+    let bound = cookie_value(cookies, &cookie_name(name))
+        .is_some_and(|v| ct_eq(&sha256_hex(v), &pending.browser_hash));
+    if !bound {
+        state.metrics.outcome("upstream_login", "other_browser");
+        return Err(failed("this login was started in another browser"));
     }
-    let identity = upsert(state, pending.app_id.as_deref(), account, display)?;
-    let (claims, access_token, refresh_token) = state.open_session(&identity)?;
-    state.store.flush().await?;
+    if let Some(err) = param(&q, "error") {
+        let err: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(64)
+            .collect();
+        return Err(failed(format!("the provider answered {err}")));
+    }
+    let code = param(&q, "code").ok_or_else(|| failed("code is missing"))?;
+    let (account, display) = provider_account(state, provider, code, &pending).await?;
+    if let Some(req) = pending.authorize {
+        let app = oauth::app_of_client(state, &req.client_id)?;
+        let identity = upstream_sign_in(state, app.as_deref(), account, display)?;
+        state.metrics.outcome("upstream_login", "ok");
+        return send_code(state, &req, &identity.id).await;
+    }
+    let identity = upstream_sign_in(state, pending.app_id.as_deref(), account, display)?;
+    let s = crate::domain::sessions::open_durable(state, &identity).await?;
     state.metrics.outcome("upstream_login", "ok");
     Ok(warp::reply::json(&AppLogin {
-        access_token,
+        access_token: s.access_token,
         token_type: "bearer",
-        expires_in: claims.exp - claims.iat,
-        refresh_token,
+        expires_in: s.claims.exp - s.claims.iat,
+        refresh_token: s.refresh_token,
     })
     .into_response())
 }

@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::error::SidecarError;
 use crate::keystore::MasterKey;
-use crate::store::{NatsAccountRecord, NatsUserRecord, SealedSeed, Store};
+use crate::store::{NatsAccountRecord, NatsStore, NatsUserRecord, SealedSeed};
 
 /// Ids of the two fixed accounts.
 pub const SYS: &str = "SYS";
@@ -65,29 +65,20 @@ impl Default for Names {
 pub struct Provisioner {
     operator: nkeys::KeyPair,
     seeds: MasterKey,
-    store: Arc<dyn Store>,
+    store: Arc<dyn NatsStore>,
     /// Users' permissions come from it; `init-operator` (accounts only) has none.
     policy: Option<broker_auth_runtime::LiveAuth>,
     pub names: Names,
 }
 
-fn internal(e: impl std::fmt::Display) -> SidecarError {
-    SidecarError::Internal(e.to_string())
+fn internal(e: impl Into<crate::error::Cause>) -> SidecarError {
+    SidecarError::internal_from("", e)
 }
 
-/// A tenant or sensor id as it appears in subjects: 1–64 of `[A-Za-z0-9_-]`.
-pub fn check_name(what: &str, s: &str) -> Result<(), SidecarError> {
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(SidecarError::Validation(format!(
-            "{what} must be 1-64 characters of A-Z a-z 0-9 _ -"
-        )))
-    }
+/// The durable pull consumer of one sensor on the command stream (`cmd-<tenant>-<sensor>`):
+/// the name the tenant's imports, the JetStream side and the provisioning answer all use.
+pub fn consumer_name(tenant: &str, sensor: &str) -> String {
+    format!("cmd-{tenant}-{sensor}")
 }
 
 /// A user as the provisioner returns it.
@@ -102,7 +93,7 @@ impl Provisioner {
     pub fn new(
         operator: nkeys::KeyPair,
         seeds: MasterKey,
-        store: Arc<dyn Store>,
+        store: Arc<dyn NatsStore>,
         policy: Option<broker_auth_runtime::LiveAuth>,
         names: Names,
     ) -> Self {
@@ -130,7 +121,7 @@ impl Provisioner {
             .seeds
             .open(id.as_bytes(), &s.nonce, &s.ciphertext)
             .map_err(|_| {
-                SidecarError::Config(format!(
+                SidecarError::config(format!(
                     "the seed of {id} cannot be decrypted: wrong ACCOUNT_SEED_ENCRYPTION_KEY?"
                 ))
             })?;
@@ -222,7 +213,7 @@ impl Provisioner {
             .nats_account(tenant)?
             .ok_or(SidecarError::NotFound("tenant account"))?;
         let control = self.store.nats_account(CONTROL)?.ok_or_else(|| {
-            SidecarError::Config("no CONTROL account: run `sidecar init-operator`".into())
+            SidecarError::config("no CONTROL account: run `sidecar init-operator`")
         })?;
         let mut consumers: Vec<String> = self
             .store
@@ -230,7 +221,7 @@ impl Provisioner {
             .into_iter()
             .filter_map(|u| {
                 let (t, s) = u.id.split_once('/')?;
-                (t == tenant).then(|| format!("cmd-{t}-{s}"))
+                (t == tenant).then(|| consumer_name(t, s))
             })
             .collect();
         consumers.sort();
@@ -246,7 +237,7 @@ impl Provisioner {
         let mut control = self
             .store
             .nats_account(CONTROL)?
-            .ok_or_else(|| SidecarError::Config("no CONTROL account".into()))?;
+            .ok_or_else(|| SidecarError::config("no CONTROL account"))?;
         let mut claims = self.claims_of(&control)?;
         let mut imports = Vec::new();
         for t in self.tenants()? {
@@ -300,11 +291,11 @@ impl Provisioner {
         let policy = self
             .policy
             .as_ref()
-            .ok_or_else(|| SidecarError::Internal("no policy loaded".into()))?;
+            .ok_or_else(|| SidecarError::internal("no policy loaded"))?;
         let grants = policy
             .policy()
             .grants(principal)
-            .map_err(|e| SidecarError::Policy(e.to_string()))?;
+            .map_err(|e| SidecarError::policy_from("", e))?;
         if grants.is_empty() {
             return Err(SidecarError::Forbidden(
                 "the policy grants this user nothing; refusing to mint it",
@@ -387,7 +378,7 @@ impl Provisioner {
         let account = self
             .store
             .nats_account(account_id)?
-            .ok_or_else(|| SidecarError::Config(format!("no {account_id} account")))?;
+            .ok_or_else(|| SidecarError::config(format!("no {account_id} account")))?;
         let signer = self.unseal(&account.id, &account.seed)?;
         let kp = nkeys::KeyPair::new_user();
         let mut claims = match principal {

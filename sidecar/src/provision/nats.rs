@@ -12,7 +12,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use async_nats::jetstream;
 
-use super::{CONTROL, Provisioner, SYS};
+use super::{CONTROL, Provisioner, SYS, consumer_name};
 use crate::error::SidecarError;
 
 /// How long our own credentials live; they are re-minted on every reconnect.
@@ -25,8 +25,8 @@ pub struct NatsSide {
     control: ArcSwapOption<async_nats::Client>,
 }
 
-fn nats_err(e: impl std::fmt::Display) -> SidecarError {
-    SidecarError::Unavailable(format!("nats: {e}"))
+fn nats_err(e: impl Into<crate::error::Cause>) -> SidecarError {
+    SidecarError::unavailable_from("nats", e)
 }
 
 impl NatsSide {
@@ -38,7 +38,9 @@ impl NatsSide {
             .load_full()
             .filter(|c| c.connection_state() == async_nats::connection::State::Connected)
         else {
-            return Err(nats_err("not connected to nats-server"));
+            return Err(SidecarError::unavailable(
+                "nats: not connected to nats-server",
+            ));
         };
         let subject = format!("$SYS.REQ.ACCOUNT.{public_key}.CLAIMS.UPDATE");
         let reply = tokio::time::timeout(
@@ -46,11 +48,15 @@ impl NatsSide {
             sys.request(subject, jwt.to_owned().into()),
         )
         .await
-        .map_err(|_| nats_err("no server answered the claims update"))?
+        .map_err(|e| {
+            SidecarError::unavailable_from("nats: no server answered the claims update", e)
+        })?
         .map_err(nats_err)?;
         let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap_or_default();
         match body.get("error") {
-            Some(e) => Err(nats_err(format!("claims update refused: {e}"))),
+            Some(e) => Err(SidecarError::unavailable(format!(
+                "nats: claims update refused: {e}"
+            ))),
             None => Ok(()),
         }
     }
@@ -67,11 +73,13 @@ impl NatsSide {
             .load_full()
             .filter(|c| c.connection_state() == async_nats::connection::State::Connected)
         else {
-            return Err(nats_err("no control connection to nats-server"));
+            return Err(SidecarError::unavailable(
+                "nats: no control connection to nats-server",
+            ));
         };
         let js = jetstream::new((*control).clone());
         let s = ensure_stream(&js, stream).await?;
-        let name = format!("cmd-{tenant}-{sensor}");
+        let name = consumer_name(tenant, sensor);
         s.get_or_create_consumer(
             &name,
             jetstream::consumer::pull::Config {
@@ -158,7 +166,11 @@ pub async fn run(
             Ok(_) => tracing::info!(%stream, "command stream ensured"),
             Err(e) => tracing::warn!(error = %e, %stream, "command stream not ensured"),
         }
-        for (tenant, sensor) in provisioner.sensors().unwrap_or_default() {
+        let sensors = provisioner.sensors().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "sensors unreadable; no consumer ensured");
+            vec![]
+        });
+        for (tenant, sensor) in sensors {
             if let Err(e) = side.ensure_consumer(&stream, &tenant, &sensor).await {
                 tracing::warn!(error = %e, %tenant, %sensor, "consumer not ensured");
             }

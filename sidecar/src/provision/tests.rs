@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::SledStore;
+use crate::store::{SledStore, Store};
 
 fn provisioner(dir: &std::path::Path) -> Provisioner {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());

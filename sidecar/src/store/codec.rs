@@ -4,34 +4,26 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::StoreError;
+use super::{CodecError, StoreError};
 
 const VERSION: u8 = 1;
 
 pub fn encode<T: Serialize>(tree: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![VERSION];
-    serde_json::to_writer(&mut out, v).map_err(|e| StoreError::Corrupt {
-        tree,
-        cause: e.to_string(),
-    })?;
+    serde_json::to_writer(&mut out, v).map_err(|e| corrupt(tree, e.into()))?;
     Ok(out)
 }
 
 pub fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
-        Some((&VERSION, body)) => serde_json::from_slice(body).map_err(|e| StoreError::Corrupt {
-            tree,
-            cause: e.to_string(),
-        }),
-        Some((v, _)) => Err(StoreError::Corrupt {
-            tree,
-            cause: format!("unsupported record version {v}"),
-        }),
-        None => Err(StoreError::Corrupt {
-            tree,
-            cause: "empty record".into(),
-        }),
+        Some((&VERSION, body)) => serde_json::from_slice(body).map_err(|e| corrupt(tree, e.into())),
+        Some((v, _)) => Err(corrupt(tree, CodecError::Version(*v))),
+        None => Err(corrupt(tree, CodecError::Empty)),
     }
+}
+
+pub fn corrupt(tree: &'static str, source: CodecError) -> StoreError {
+    StoreError::Corrupt { tree, source }
 }
 
 #[cfg(test)]

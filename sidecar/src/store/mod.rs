@@ -1,11 +1,18 @@
-//! Persistence. `Store` is the interface the service uses; `sled_store` is the only module in the
-//! workspace that imports sled, so another backend (NATS JetStream KV, for several sidecars) can
-//! follow by implementing the trait. Every record is serialized one way: a version byte followed
-//! by JSON (`codec`), so a record written by a newer version is refused, never misread.
+//! Persistence, grouped by domain: one small trait per kind of record ([`IdentityStore`],
+//! [`DeviceStore`], [`SessionStore`], ...), each a supertrait of [`Durable`] (every backend can
+//! make its writes durable), and [`Store`], their union, which `Arc<dyn Store>` carries. A domain
+//! function takes the narrowest trait it needs; trait upcasting turns a `&dyn Store` into it.
+//!
+//! `sled_store` is the only module in the workspace that imports sled, so another backend (NATS
+//! JetStream KV, for several sidecars) follows by implementing the traits. Every record is
+//! serialized one way: a version byte followed by JSON (`codec`), so a record written by a newer
+//! version is refused, never misread.
 
 mod codec;
 mod oauth_records;
 mod records;
+mod sled_devices;
+mod sled_nats;
 mod sled_oauth;
 mod sled_sessions;
 mod sled_store;
@@ -28,33 +35,65 @@ pub use records::{
 };
 pub use sled_store::SledStore;
 
+/// What a backend reported when it failed (sled's error, an I/O error, a NATS KV error, ...).
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// What can go wrong in the store. Callers map `Conflict` to 409 and the rest to a generic 500.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store could not be opened (locked by another process, corrupt, unreadable).
-    #[error("cannot open the store at {path}: {cause}")]
-    Open { path: String, cause: String },
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: String,
+        #[source]
+        source: BackendError,
+    },
     /// A uniqueness constraint failed (e.g. the public key is already registered).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A record could not be decoded (unknown version byte or bad JSON).
-    #[error("corrupt record in {tree}: {cause}")]
-    Corrupt { tree: &'static str, cause: String },
+    /// A record could not be encoded or decoded (unknown version byte or bad JSON).
+    #[error("corrupt record in {tree}: {source}")]
+    Corrupt {
+        tree: &'static str,
+        #[source]
+        source: CodecError,
+    },
     /// The backend failed.
     #[error("storage backend: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
+}
+
+/// Why a record's bytes could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported record version {0}")]
+    Version(u8),
+    #[error("empty record")]
+    Empty,
+    /// A key that is not what the tree keeps (a sequence number of the wrong length, ...).
+    #[error("bad key")]
+    Key,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// A boxed future, so `Store` stays object-safe.
+/// A boxed future, so the store traits stay object-safe.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
 
-/// The service's persistence. Writes are visible at once; they are durable once [`Store::flush`]
-/// resolves, so a handler flushes before it acknowledges a write (group commit: concurrent
-/// flushes share one fsync).
-pub trait Store: Send + Sync {
+/// Writes are visible at once; they are durable once [`Durable::flush`] resolves, so a handler
+/// flushes before it acknowledges a write (group commit: concurrent flushes share one fsync).
+/// Every domain trait has it, so a function holding one of them can finish its own writes.
+pub trait Durable: Send + Sync {
+    /// Make every write so far durable.
+    fn flush(&self) -> StoreFuture<'_, ()>;
+}
+
+/// Identities and their unique sign-in index (public key, or upstream account within an app).
+pub trait IdentityStore: Durable {
     /// Insert a new identity and its key index atomically; `Conflict` if the key is taken.
     fn insert_identity(&self, rec: &IdentityRecord) -> StoreResult<()>;
     /// Replace an existing identity record (its key never changes).
@@ -71,12 +110,14 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<Vec<IdentityRecord>>;
     /// Number of identities.
     fn identity_count(&self) -> StoreResult<usize>;
+}
 
+/// One-time proofs and device sessions: login challenges, announce signatures, announcements.
+pub trait DeviceStore: Durable {
     /// Store a challenge.
     fn put_challenge(&self, challenge: &str, rec: &ChallengeRecord) -> StoreResult<()>;
     /// Remove and return a challenge: exactly one caller can ever get it.
     fn take_challenge(&self, challenge: &str) -> StoreResult<Option<ChallengeRecord>>;
-
     /// Record an announce signature; `false` if it was already recorded (a replay).
     fn remember_signature(&self, digest: &[u8], until: i64) -> StoreResult<bool>;
     /// Store an announcement and make it the device's current one; returns the previous one.
@@ -93,7 +134,10 @@ pub trait Store: Send + Sync {
         id: &str,
         now: i64,
     ) -> StoreResult<Option<AnnouncementRecord>>;
+}
 
+/// The revocation feed: an append-only log with monotonic sequence numbers.
+pub trait RevocationStore: Durable {
     /// Append a revocation; returns its sequence number (monotonic).
     fn append_revocation(&self, rec: &RevocationRecord) -> StoreResult<u64>;
     /// Revocations with sequence numbers greater than `since`, at most `limit`.
@@ -102,26 +146,38 @@ pub trait Store: Send + Sync {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<(u64, RevocationRecord)>>;
+}
 
+/// Permanent IP bans.
+pub trait BanStore: Durable {
     /// Persist a ban.
     fn put_ban(&self, rec: &BanRecord) -> StoreResult<()>;
     /// Remove a ban; true if there was one.
     fn remove_ban(&self, ip: &str) -> StoreResult<bool>;
     /// All bans.
     fn bans(&self) -> StoreResult<Vec<BanRecord>>;
+}
 
+/// API keys (only their hashes).
+pub trait ApiKeyStore: Durable {
     /// Store an API key record (only its hash).
     fn put_api_key(&self, rec: &ApiKeyRecord) -> StoreResult<()>;
     /// One API key record by key id.
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+}
 
+/// Token signing keys (encrypted private halves).
+pub trait SigningKeyStore: Durable {
     /// All signing keys (encrypted private halves).
     fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
     /// Store or replace a signing key.
     fn put_signing_key(&self, rec: &SigningKeyRecord) -> StoreResult<()>;
     /// Remove a signing key.
     fn remove_signing_key(&self, kid: &str) -> StoreResult<()>;
+}
 
+/// The NATS provisioner's accounts and users (encrypted seeds, signed JWTs).
+pub trait NatsStore: Durable {
     /// Insert a NATS account unless its id exists; returns the stored one either way (the first
     /// writer wins a race, so two concurrent creates of a tenant return the same account).
     fn create_nats_account(&self, rec: &NatsAccountRecord) -> StoreResult<NatsAccountRecord>;
@@ -141,7 +197,10 @@ pub trait Store: Send + Sync {
     fn nats_user(&self, id: &str) -> StoreResult<Option<NatsUserRecord>>;
     /// Every user (for ensuring consumers at start-up).
     fn nats_users(&self) -> StoreResult<Vec<NatsUserRecord>>;
+}
 
+/// Apps (the product's tenants), their roles, and users' role assignments.
+pub trait TenancyStore: Durable {
     /// Store or replace an app.
     fn put_app(&self, rec: &AppRecord) -> StoreResult<()>;
     /// One app.
@@ -156,7 +215,10 @@ pub trait Store: Send + Sync {
     fn put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()>;
     /// A user's roles in an app.
     fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>>;
+}
 
+/// Login sessions: families and their rotating refresh tokens.
+pub trait SessionStore: Durable {
     /// Store a refresh token record.
     fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()>;
     /// One refresh token by id.
@@ -169,7 +231,10 @@ pub trait Store: Send + Sync {
     fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>>;
     /// Every family of a user (logout).
     fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>>;
+}
 
+/// The OAuth2 server's clients, pending browser steps and authorization codes.
+pub trait OAuthStore: Durable {
     /// Register or replace an OAuth2 client.
     fn put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()>;
     /// One OAuth2 client.
@@ -193,13 +258,39 @@ pub trait Store: Send + Sync {
         rec: &AuthCodeRecord,
         used: &AuthCodeRecord,
     ) -> StoreResult<bool>;
+}
 
-    /// Drop expired challenges, signatures and announcements' leftovers.
+/// Housekeeping and probes of the backend as a whole.
+pub trait MaintenanceStore: Durable {
+    /// Drop expired challenges, signatures, pending steps and stale codes.
     fn prune(&self, now: i64) -> StoreResult<usize>;
-    /// Make every write so far durable.
-    fn flush(&self) -> StoreFuture<'_, ()>;
     /// A cheap liveness probe.
     fn ping(&self) -> StoreResult<()>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> StoreResult<u64>;
 }
+
+/// `Store` and its blanket impl from one list of the domain traits.
+macro_rules! union_of {
+    ($($part:ident),+ $(,)?) => {
+        /// The service's persistence: every domain's store in one object (`Arc<dyn Store>`). A
+        /// backend implements the domain traits and gets this one for free.
+        pub trait Store: $($part +)+ {}
+
+        impl<T: $($part +)+ ?Sized> Store for T {}
+    };
+}
+
+union_of!(
+    IdentityStore,
+    DeviceStore,
+    RevocationStore,
+    BanStore,
+    ApiKeyStore,
+    SigningKeyStore,
+    NatsStore,
+    TenancyStore,
+    SessionStore,
+    OAuthStore,
+    MaintenanceStore,
+);

@@ -49,6 +49,11 @@ impl IdentityRecord {
         }
     }
 
+    /// Whether an admin disabled it (see `domain::identities::Standing` for what that means).
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+
     /// Devices a gateway acts for (`metadata.devices`).
     pub fn devices(&self) -> Vec<String> {
         self.metadata

@@ -2,35 +2,25 @@
 //! with `remove`, so of two callbacks racing on one `state` exactly one gets it; a code is
 //! marked used with a compare-and-swap for the same reason.
 
-use super::StoreResult;
 use super::codec::{decode, encode};
 use super::oauth_records::{AuthCodeRecord, OAuthClientRecord, PendingRecord};
 use super::sled_store::{SledStore, backend};
+use super::{OAuthStore, StoreResult};
 
-impl SledStore {
-    pub(super) fn s_put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()> {
-        self.oauth_clients
-            .insert(rec.id.as_bytes(), encode("oauth_clients", rec)?)
-            .map_err(backend)?;
-        Ok(())
+impl OAuthStore for SledStore {
+    fn put_oauth_client(&self, rec: &OAuthClientRecord) -> StoreResult<()> {
+        Self::put_in(&self.oauth_clients, "oauth_clients", rec.id.as_bytes(), rec)
     }
 
-    pub(super) fn s_oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRecord>> {
-        self.oauth_clients
-            .get(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_clients", &v))
-            .transpose()
+    fn oauth_client(&self, id: &str) -> StoreResult<Option<OAuthClientRecord>> {
+        Self::get(&self.oauth_clients, "oauth_clients", id.as_bytes())
     }
 
-    pub(super) fn s_oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
-        self.oauth_clients
-            .iter()
-            .map(|kv| decode("oauth_clients", &kv.map_err(backend)?.1))
-            .collect()
+    fn oauth_clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
+        Self::all_in(&self.oauth_clients, "oauth_clients")
     }
 
-    pub(super) fn s_delete_oauth_client(&self, id: &str) -> StoreResult<bool> {
+    fn delete_oauth_client(&self, id: &str) -> StoreResult<bool> {
         Ok(self
             .oauth_clients
             .remove(id.as_bytes())
@@ -38,37 +28,23 @@ impl SledStore {
             .is_some())
     }
 
-    pub(super) fn s_put_pending(&self, id: &str, rec: &PendingRecord) -> StoreResult<()> {
-        self.pending
-            .insert(id.as_bytes(), encode("oauth_pending", rec)?)
-            .map_err(backend)?;
-        Ok(())
+    fn put_pending(&self, id: &str, rec: &PendingRecord) -> StoreResult<()> {
+        Self::put_in(&self.pending, "oauth_pending", id.as_bytes(), rec)
     }
 
-    pub(super) fn s_take_pending(&self, id: &str) -> StoreResult<Option<PendingRecord>> {
-        self.pending
-            .remove(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_pending", &v))
-            .transpose()
+    fn take_pending(&self, id: &str) -> StoreResult<Option<PendingRecord>> {
+        Self::take_from(&self.pending, "oauth_pending", id.as_bytes())
     }
 
-    pub(super) fn s_put_code(&self, digest: &str, rec: &AuthCodeRecord) -> StoreResult<()> {
-        self.codes
-            .insert(digest.as_bytes(), encode("oauth_codes", rec)?)
-            .map_err(backend)?;
-        Ok(())
+    fn put_code(&self, digest: &str, rec: &AuthCodeRecord) -> StoreResult<()> {
+        Self::put_in(&self.codes, "oauth_codes", digest.as_bytes(), rec)
     }
 
-    pub(super) fn s_code(&self, digest: &str) -> StoreResult<Option<AuthCodeRecord>> {
-        self.codes
-            .get(digest.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("oauth_codes", &v))
-            .transpose()
+    fn code(&self, digest: &str) -> StoreResult<Option<AuthCodeRecord>> {
+        Self::get(&self.codes, "oauth_codes", digest.as_bytes())
     }
 
-    pub(super) fn s_use_code(
+    fn use_code(
         &self,
         digest: &str,
         rec: &AuthCodeRecord,
@@ -84,10 +60,12 @@ impl SledStore {
             .map_err(backend)?;
         Ok(swapped.is_ok())
     }
+}
 
+impl SledStore {
     /// Expired pending steps, and codes well past their use (kept a day after expiry so a late
     /// replay still finds the code and revokes what it issued).
-    pub(super) fn s_prune_oauth(&self, now: i64) -> StoreResult<usize> {
+    pub(super) fn prune_oauth(&self, now: i64) -> StoreResult<usize> {
         let mut removed = 0;
         for kv in self.pending.iter() {
             let (k, v) = kv.map_err(backend)?;

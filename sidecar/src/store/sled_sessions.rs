@@ -2,28 +2,21 @@
 //! stored bytes, so of two concurrent exchanges of one token exactly one wins; families are keyed
 //! `<user>/<family>` so logout finds all of a user's sessions with a prefix scan.
 
-use super::StoreResult;
 use super::codec::{decode, encode};
 use super::records::{FamilyRecord, RefreshRecord};
 use super::sled_store::{SledStore, backend};
+use super::{SessionStore, StoreResult};
 
-impl SledStore {
-    pub(super) fn s_put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
-        self.refresh
-            .insert(rec.id.as_bytes(), encode("refresh", rec)?)
-            .map_err(backend)?;
-        Ok(())
+impl SessionStore for SledStore {
+    fn put_refresh(&self, rec: &RefreshRecord) -> StoreResult<()> {
+        Self::put_in(&self.refresh, "refresh", rec.id.as_bytes(), rec)
     }
 
-    pub(super) fn s_refresh(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
-        self.refresh
-            .get(id.as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("refresh", &v))
-            .transpose()
+    fn refresh_token(&self, id: &str) -> StoreResult<Option<RefreshRecord>> {
+        Self::get(&self.refresh, "refresh", id.as_bytes())
     }
 
-    pub(super) fn s_use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
+    fn use_refresh(&self, rec: &RefreshRecord, at: i64) -> StoreResult<bool> {
         let current = encode("refresh", rec)?;
         let mut used = rec.clone();
         used.used_at = Some(at);
@@ -38,25 +31,24 @@ impl SledStore {
         Ok(swapped.is_ok())
     }
 
-    pub(super) fn s_put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
-        self.families
-            .insert(
-                format!("{}/{}", rec.user_id, rec.id).as_bytes(),
-                encode("families", rec)?,
-            )
-            .map_err(backend)?;
-        Ok(())
+    fn put_family(&self, rec: &FamilyRecord) -> StoreResult<()> {
+        Self::put_in(
+            &self.families,
+            "families",
+            format!("{}/{}", rec.user_id, rec.id).as_bytes(),
+            rec,
+        )
     }
 
-    pub(super) fn s_family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
-        self.families
-            .get(format!("{user}/{id}").as_bytes())
-            .map_err(backend)?
-            .map(|v| decode("families", &v))
-            .transpose()
+    fn family(&self, user: &str, id: &str) -> StoreResult<Option<FamilyRecord>> {
+        Self::get(
+            &self.families,
+            "families",
+            format!("{user}/{id}").as_bytes(),
+        )
     }
 
-    pub(super) fn s_families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
+    fn families_of(&self, user: &str) -> StoreResult<Vec<FamilyRecord>> {
         self.families
             .scan_prefix(format!("{user}/").as_bytes())
             .map(|kv| decode("families", &kv.map_err(backend)?.1))

@@ -5,7 +5,7 @@
 use super::codec::{decode, encode};
 use super::records::{AppRecord, RoleRecord, UserRolesRecord};
 use super::sled_store::{SledStore, backend};
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, TenancyStore};
 
 const TREE: &str = "tenancy";
 
@@ -31,20 +31,22 @@ impl SledStore {
             .map(|kv| decode(TREE, &kv.map_err(backend)?.1))
             .collect()
     }
+}
 
-    pub(super) fn t_put_app(&self, rec: &AppRecord) -> StoreResult<()> {
+impl TenancyStore for SledStore {
+    fn put_app(&self, rec: &AppRecord) -> StoreResult<()> {
         self.put(format!("app/{}", rec.id), rec)
     }
 
-    pub(super) fn t_app(&self, id: &str) -> StoreResult<Option<AppRecord>> {
+    fn app(&self, id: &str) -> StoreResult<Option<AppRecord>> {
         self.one(format!("app/{id}"))
     }
 
-    pub(super) fn t_apps(&self) -> StoreResult<Vec<AppRecord>> {
+    fn apps(&self) -> StoreResult<Vec<AppRecord>> {
         self.scan("app/".into())
     }
 
-    pub(super) fn t_create_role(&self, rec: &RoleRecord) -> StoreResult<()> {
+    fn create_role(&self, rec: &RoleRecord) -> StoreResult<()> {
         // The name index is claimed atomically: of two concurrent creates, one gets a conflict.
         let name_key = format!("rolename/{}/{}", rec.app_id, rec.name);
         let claimed = self
@@ -64,19 +66,15 @@ impl SledStore {
         self.put(format!("role/{}/{}", rec.app_id, rec.id), rec)
     }
 
-    pub(super) fn t_roles(&self, app_id: &str) -> StoreResult<Vec<RoleRecord>> {
+    fn roles(&self, app_id: &str) -> StoreResult<Vec<RoleRecord>> {
         self.scan(format!("role/{app_id}/"))
     }
 
-    pub(super) fn t_put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()> {
+    fn put_user_roles(&self, rec: &UserRolesRecord) -> StoreResult<()> {
         self.put(format!("assign/{}/{}", rec.app_id, rec.user_id), rec)
     }
 
-    pub(super) fn t_user_roles(
-        &self,
-        app_id: &str,
-        user_id: &str,
-    ) -> StoreResult<Option<UserRolesRecord>> {
+    fn user_roles(&self, app_id: &str, user_id: &str) -> StoreResult<Option<UserRolesRecord>> {
         self.one(format!("assign/{app_id}/{user_id}"))
     }
 }

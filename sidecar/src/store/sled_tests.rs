@@ -2,7 +2,7 @@
 
 use super::records::*;
 use super::sled_store::SledStore;
-use super::{Store, StoreError};
+use super::*;
 use broker_auth::identity::{IdentityType, KeyAlgorithm};
 
 fn ident(id: &str, key: &str) -> IdentityRecord {

@@ -14,15 +14,15 @@ use rand_core::{OsRng, RngCore};
 use subtle::ConstantTimeEq;
 
 use crate::error::SidecarError;
-use crate::state::random_id;
-use crate::store::{FamilyRecord, RefreshRecord, Store};
+use crate::state::{AppState, random_id};
+use crate::store::{FamilyRecord, IdentityRecord, RefreshRecord, SessionStore};
 
 const SECRET_LEN: usize = 43;
 
 use crate::state::sha256_hex as hash;
 
 /// Mint the next token of `family`.
-fn mint(store: &dyn Store, family: &FamilyRecord, now: i64) -> Result<String, SidecarError> {
+fn mint(store: &dyn SessionStore, family: &FamilyRecord, now: i64) -> Result<String, SidecarError> {
     let mut secret = [0u8; 32];
     OsRng.fill_bytes(&mut secret);
     let secret = b64::url_encode(&secret);
@@ -40,7 +40,7 @@ fn mint(store: &dyn Store, family: &FamilyRecord, now: i64) -> Result<String, Si
 
 /// Open a session for `user_id`; returns the family and its first refresh token.
 pub fn open(
-    store: &dyn Store,
+    store: &dyn SessionStore,
     user_id: &str,
     now: i64,
     lifetime: i64,
@@ -61,7 +61,7 @@ pub struct ClientGrant<'a> {
 
 /// Open a session with a chosen id, optionally bound to the OAuth2 client it was granted to.
 pub fn open_family(
-    store: &dyn Store,
+    store: &dyn SessionStore,
     id: String,
     user_id: &str,
     grant: Option<ClientGrant<'_>>,
@@ -85,6 +85,42 @@ pub fn open_family(
     Ok((family, token))
 }
 
+/// A session just opened: its claims and access token, and its first refresh token.
+pub struct Opened {
+    pub claims: broker_auth::token::Claims,
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+/// Open a login session for `identity`: its claims, access token and first refresh token
+/// ([`super::tokens::session_access`] picks lifetime and key). The caller flushes the store
+/// before answering.
+pub fn open_session(state: &AppState, identity: &IdentityRecord) -> Result<Opened, SidecarError> {
+    let (family, refresh_token) = open(
+        state.store.as_ref(),
+        &identity.id,
+        state.now(),
+        state.config.session_lifetime,
+    )?;
+    let (claims, access_token) = super::tokens::session_access(state, identity, &family.id)?;
+    Ok(Opened {
+        claims,
+        access_token,
+        refresh_token,
+    })
+}
+
+/// [`open_session`], durable before it returns: what a sign-in answers with.
+pub async fn open_durable(
+    state: &AppState,
+    identity: &IdentityRecord,
+) -> Result<Opened, SidecarError> {
+    let opened = open_session(state, identity)?;
+    let store: &dyn SessionStore = state.store.as_ref();
+    store.flush().await?;
+    Ok(opened)
+}
+
 /// What an exchange came to.
 pub enum Exchanged {
     /// The next token of a live family.
@@ -104,7 +140,7 @@ fn parse(token: &str) -> Option<(&str, &str)> {
 /// OAuth2 client presenting it (None on `/auth/refresh`): a token of another client's session is
 /// refused before it is marked used, so a client cannot burn another's session.
 pub fn exchange(
-    store: &dyn Store,
+    store: &dyn SessionStore,
     token: &str,
     client: Option<&str>,
     now: i64,
@@ -136,7 +172,7 @@ pub fn exchange(
 /// End one session (a replayed authorization code): its refresh tokens stop rotating. The caller
 /// also revokes its `sid`. None if there is no such live session.
 pub fn end(
-    store: &dyn Store,
+    store: &dyn SessionStore,
     user_id: &str,
     id: &str,
     now: i64,
@@ -153,7 +189,7 @@ pub fn end(
 
 /// End every live session of `user_id`; returns the families ended.
 pub fn end_all(
-    store: &dyn Store,
+    store: &dyn SessionStore,
     user_id: &str,
     now: i64,
 ) -> Result<Vec<FamilyRecord>, SidecarError> {

@@ -37,7 +37,7 @@ pub fn decode_any(what: &'static str, input: &str) -> Result<Vec<u8>> {
     };
     engine
         .decode(input)
-        .map_err(|e| Error::malformed(what, format!("bad base64: {e}")))
+        .map_err(|e| Error::malformed_from(what, "bad base64", e))
 }
 
 /// Canonical unpadded base64url encoding (JWT segments, challenges, key ids).
@@ -49,7 +49,7 @@ pub fn url_encode(bytes: &[u8]) -> String {
 pub fn url_decode_strict(what: &'static str, input: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(input)
-        .map_err(|e| Error::malformed(what, format!("bad base64url: {e}")))
+        .map_err(|e| Error::malformed_from(what, "bad base64url", e))
 }
 
 /// Standard padded base64 (for places where a peer expects it, e.g. Wycheproof-style fixtures).

@@ -89,7 +89,7 @@ const MAX_CLIENT_ID_PATTERN: usize = 256;
 
 impl ClientIdPattern {
     fn parse(s: &str) -> Result<ClientIdPattern> {
-        let bad = |why: &str| Err(Error::Policy(format!("client id pattern {s:?}: {why}")));
+        let bad = |why: &str| Err(Error::policy(format!("client id pattern {s:?}: {why}")));
         if s.is_empty() || s.len() > MAX_CLIENT_ID_PATTERN {
             return bad("must be 1-256 bytes");
         }
@@ -288,7 +288,7 @@ fn translate_to_nats(
 /// Parse grants from the policy's JSON output.
 pub fn grants_from_json(v: serde_json::Value) -> Result<Grants> {
     serde_json::from_value(v)
-        .map_err(|e| Error::Policy(format!("grants have the wrong shape: {e}")))
+        .map_err(|e| Error::policy_from(format!("grants have the wrong shape: {e}"), e))
 }
 
 #[cfg(test)]

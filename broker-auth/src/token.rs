@@ -51,7 +51,8 @@ impl TokenAlg {
             TokenAlg::HS256 => "HS256",
         }
     }
-    fn from_jose(s: &str) -> Option<TokenAlg> {
+    /// The algorithm of a JOSE name (`EdDSA`, `ES256`, `HS256`), exactly as spelled.
+    pub fn from_jose(s: &str) -> Option<TokenAlg> {
         match s {
             "EdDSA" => Some(TokenAlg::EdDSA),
             "ES256" => Some(TokenAlg::ES256),

@@ -180,15 +180,11 @@ impl ProvisionArgs {
 /// The algorithm of newly generated signing keys, by its JOSE name as the core spells it (its
 /// own deserializer). HS256 is refused: it exists only for operator-configured app secrets.
 pub fn signing_alg_named(name: &str) -> Result<TokenAlg, SidecarError> {
-    use serde::Deserialize as _;
-    use serde::de::IntoDeserializer as _;
-    let parsed: Result<TokenAlg, serde::de::value::Error> =
-        TokenAlg::deserialize(name.into_deserializer());
-    match parsed {
-        Ok(TokenAlg::HS256) | Err(_) => Err(SidecarError::config(format!(
+    match TokenAlg::from_jose(name) {
+        Some(TokenAlg::HS256) | None => Err(SidecarError::config(format!(
             "signing algorithm {name:?}: use EdDSA or ES256"
         ))),
-        Ok(alg) => Ok(alg),
+        Some(alg) => Ok(alg),
     }
 }
 

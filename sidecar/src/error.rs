@@ -185,8 +185,9 @@ impl SidecarError {
 impl From<broker_auth::Error> for SidecarError {
     fn from(e: broker_auth::Error) -> Self {
         match e {
-            // The core's policy message is the whole message (as `policy test` prints it).
-            broker_auth::Error::Policy(m) => SidecarError::policy(m),
+            // The core's error is the whole message (`policy error: file:line:col: ...`) and the
+            // source, regorus's own error below it.
+            broker_auth::Error::Policy { .. } => SidecarError::policy_from("", e),
             broker_auth::Error::Malformed { .. }
             | broker_auth::Error::BadKey(_)
             | broker_auth::Error::Topic(_) => SidecarError::Malformed(e),

@@ -8,14 +8,14 @@ use crate::secret::SecretString;
 /// Write a `.creds` file. The seed must be a user seed (`SU…`) whose public key is the JWT's `sub`.
 pub fn format_user_creds(user_jwt: &str, seed: &SecretString) -> Result<String> {
     let kp = nkeys::KeyPair::from_seed(seed.expose().trim())
-        .map_err(|_| Error::NatsJwt("invalid seed".into()))?;
+        .map_err(|_| Error::nats_jwt("invalid seed"))?;
     if !seed.expose().trim().starts_with("SU") {
-        return Err(Error::NatsJwt("seed is not a user seed".into()));
+        return Err(Error::nats_jwt("seed is not a user seed"));
     }
     // A creds file may hold an expired JWT: only structure and signature matter here.
     let claims = super::decode_at::<super::User>(user_jwt, None)?;
     if claims.sub != kp.public_key() {
-        return Err(Error::NatsJwt("seed does not match the JWT subject".into()));
+        return Err(Error::nats_jwt("seed does not match the JWT subject"));
     }
     Ok(format!(
         "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
@@ -38,7 +38,7 @@ pub fn parse_creds(text: &str) -> Result<(String, SecretString)> {
             let body = lines.by_ref().find(|l| !l.is_empty()).unwrap_or_default();
             let end = lines.next().unwrap_or_default();
             if !(is_fence(end) && end.contains("END")) || body.is_empty() {
-                return Err(Error::NatsJwt("malformed creds block".into()));
+                return Err(Error::nats_jwt("malformed creds block"));
             }
             blocks.push(body.to_owned());
         }
@@ -49,15 +49,13 @@ pub fn parse_creds(text: &str) -> Result<(String, SecretString)> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.=".contains(c))
             {
-                return Err(Error::NatsJwt("malformed JWT in creds".into()));
+                return Err(Error::nats_jwt("malformed JWT in creds"));
             }
             nkeys::KeyPair::from_seed(seed)
-                .map_err(|_| Error::NatsJwt("invalid seed in creds".into()))?;
+                .map_err(|_| Error::nats_jwt("invalid seed in creds"))?;
             Ok((jwt.clone(), SecretString::new(seed.clone())))
         }
-        _ => Err(Error::NatsJwt(
-            "creds need a JWT block and a seed block".into(),
-        )),
+        _ => Err(Error::nats_jwt("creds need a JWT block and a seed block")),
     }
 }
 

@@ -145,14 +145,14 @@ pub fn encode<T: ClaimKind + Clone>(
 ) -> Result<String> {
     let issuer = signer.public_key();
     if !key_type(&issuer).is_some_and(|c| T::ISSUERS.contains(&c)) {
-        return Err(Error::NatsJwt(format!(
+        return Err(Error::nats_jwt(format!(
             "a {} JWT cannot be issued by key type {:?}",
             T::TYPE,
             key_type(&issuer)
         )));
     }
     if claims.sub.is_empty() {
-        return Err(Error::NatsJwt("subject is not set".into()));
+        return Err(Error::nats_jwt("subject is not set"));
     }
     claims.iss = issuer;
     claims.iat = now;
@@ -173,7 +173,7 @@ pub fn encode<T: ClaimKind + Clone>(
             version: 2,
         }),
     };
-    let payload = serde_json::to_vec(&wire).map_err(|e| Error::NatsJwt(e.to_string()))?;
+    let payload = serde_json::to_vec(&wire).map_err(|e| Error::nats_jwt_from("", e))?;
     let signing_input = format!(
         "{}.{}",
         b64::url_encode(HEADER.as_bytes()),
@@ -181,7 +181,7 @@ pub fn encode<T: ClaimKind + Clone>(
     );
     let sig = signer
         .sign(signing_input.as_bytes())
-        .map_err(|e| Error::NatsJwt(format!("signing failed: {e}")))?;
+        .map_err(|e| Error::nats_jwt_from("signing failed", e))?;
     Ok(format!("{signing_input}.{}", b64::url_encode(&sig)))
 }
 
@@ -198,7 +198,7 @@ pub fn jti_of<T>(c: &NatsClaims<T>) -> Result<String> {
         sub: c.sub.clone(),
         nats: None,
     };
-    let json = serde_json::to_vec(&std_claims).map_err(|e| Error::NatsJwt(e.to_string()))?;
+    let json = serde_json::to_vec(&std_claims).map_err(|e| Error::nats_jwt_from("", e))?;
     Ok(data_encoding::BASE32_NOPAD.encode(&Sha512_256::digest(&json)))
 }
 
@@ -216,7 +216,7 @@ pub fn decode<T: ClaimKind>(token: &str, now: UnixTime) -> Result<NatsClaims<T>>
 
 /// [`decode`], with the time checks skipped when `now` is `None` (reading stored credentials).
 pub fn decode_at<T: ClaimKind>(token: &str, now: Option<UnixTime>) -> Result<NatsClaims<T>> {
-    let err = |m: &str| Error::NatsJwt(m.to_owned());
+    let err = |m: &str| Error::nats_jwt(m);
     if token.len() > MAX_NATS_JWT_LEN {
         return Err(err("token too large"));
     }
@@ -228,19 +228,19 @@ pub fn decode_at<T: ClaimKind>(token: &str, now: Option<UnixTime>) -> Result<Nat
         return Err(err("not a JWT (expected three segments)"));
     };
     let header: JwtHeader = serde_json::from_slice(&b64::url_decode_strict("header", h)?)
-        .map_err(|e| Error::NatsJwt(format!("bad header: {e}")))?;
+        .map_err(|e| Error::nats_jwt_from("bad header", e))?;
     if !header.typ.eq_ignore_ascii_case("JWT") || header.alg != "ed25519-nkey" {
         return Err(err("unsupported header (need typ JWT, alg ed25519-nkey)"));
     }
     let payload = b64::url_decode_strict("payload", p)?;
     let sig = b64::url_decode_strict("signature", s)?;
     let wire: Wire<Body<T>> =
-        serde_json::from_slice(&payload).map_err(|e| Error::NatsJwt(format!("bad claims: {e}")))?;
+        serde_json::from_slice(&payload).map_err(|e| Error::nats_jwt_from("bad claims", e))?;
     let Some(body) = wire.nats else {
         return Err(err("missing nats claims"));
     };
     if body.kind != T::TYPE || body.version != 2 {
-        return Err(Error::NatsJwt(format!(
+        return Err(Error::nats_jwt(format!(
             "expected a v2 {} JWT, got {:?} v{}",
             T::TYPE,
             body.kind,
@@ -248,7 +248,7 @@ pub fn decode_at<T: ClaimKind>(token: &str, now: Option<UnixTime>) -> Result<Nat
         )));
     }
     if !key_type(&wire.iss).is_some_and(|c| T::ISSUERS.contains(&c)) {
-        return Err(Error::NatsJwt(format!(
+        return Err(Error::nats_jwt(format!(
             "issuer key type not allowed for {}",
             T::TYPE
         )));

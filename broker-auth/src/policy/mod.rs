@@ -120,13 +120,13 @@ impl std::fmt::Debug for PolicySet {
     }
 }
 
-fn policy_err(e: impl std::fmt::Display) -> Error {
-    Error::Policy(rego_message(&e.to_string()))
+fn policy_err<E: std::fmt::Display + Into<crate::error::Cause>>(e: E) -> Error {
+    Error::policy_from(rego_message(&e.to_string()), e)
 }
 
 /// [`policy_err`] for a failure while compiling or evaluating one entry point.
-fn entry_err(entry: &str, e: impl std::fmt::Display) -> Error {
-    Error::Policy(format!("{entry}: {}", rego_message(&e.to_string())))
+fn entry_err<E: std::fmt::Display + Into<crate::error::Cause>>(entry: &str, e: E) -> Error {
+    Error::policy_from(format!("{entry}: {}", rego_message(&e.to_string())), e)
 }
 
 /// regorus reports `\n--> file:line:col\n | snippet\nerror: text`; put `file:line:col: text` first
@@ -199,7 +199,7 @@ impl PolicySet {
     /// Build from sources (test files are kept for [`PolicySet::run_tests`] but not served).
     pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet> {
         if !sources.iter().any(|s| !s.is_test()) {
-            return Err(Error::Policy("no policy files (*.rego) found".into()));
+            return Err(Error::policy("no policy files (*.rego) found"));
         }
         let mut engine = regorus::Engine::new();
         // Undefined builtins and type errors become errors, not silently undefined results.
@@ -360,7 +360,7 @@ impl PolicySet {
         match out {
             regorus::Value::Bool(b) => Ok(b),
             regorus::Value::Undefined => Ok(false),
-            other => Err(Error::Policy(format!(
+            other => Err(Error::policy(format!(
                 "{ALLOW_ENTRYPOINT} must be a boolean, got {other}"
             ))),
         }

@@ -62,16 +62,16 @@ impl TokenKey {
         let pkcs8 = match alg {
             TokenAlg::EdDSA => ed25519_dalek::SigningKey::generate(rng)
                 .to_pkcs8_der()
-                .map_err(|e| Error::Crypto(e.to_string()))?
+                .map_err(|e| Error::crypto_from("", e))?
                 .as_bytes()
                 .to_vec(),
             TokenAlg::ES256 => p256::ecdsa::SigningKey::random(rng)
                 .to_pkcs8_der()
-                .map_err(|e| Error::Crypto(e.to_string()))?
+                .map_err(|e| Error::crypto_from("", e))?
                 .as_bytes()
                 .to_vec(),
             TokenAlg::HS256 => {
-                return Err(Error::Crypto("HS256 keys come from configuration".into()));
+                return Err(Error::crypto("HS256 keys come from configuration"));
             }
         };
         Self::from_pkcs8(alg, SecretBytes::new(pkcs8))
@@ -104,7 +104,7 @@ impl TokenKey {
                 let jwk = json!({"kty":"EC","crv":"P-256","x":x,"y":y,"kid":kid,"alg":"ES256","use":"sig"});
                 (VerifyingKey::P256(*sk.verifying_key()), jwk, kid)
             }
-            TokenAlg::HS256 => return Err(Error::Crypto("use TokenKey::hs256".into())),
+            TokenAlg::HS256 => return Err(Error::crypto("use TokenKey::hs256")),
         };
         let signing = match alg {
             TokenAlg::EdDSA => SigningKind::Ed25519(Box::new(
@@ -269,7 +269,7 @@ impl KeySet {
     pub fn sign(&self, claims: &Claims) -> Result<String> {
         let key = self
             .active()
-            .ok_or_else(|| Error::Crypto("no signing key".into()))?;
+            .ok_or_else(|| Error::crypto("no signing key"))?;
         self.sign_with(key, claims)
     }
 
@@ -278,7 +278,7 @@ impl KeySet {
     pub fn sign_payload<T: Serialize>(&self, payload: &T) -> Result<String> {
         let key = self
             .active()
-            .ok_or_else(|| Error::Crypto("no signing key".into()))?;
+            .ok_or_else(|| Error::crypto("no signing key"))?;
         self.sign_raw(key, payload)
     }
 
@@ -291,10 +291,9 @@ impl KeySet {
         let signing = key
             .signing
             .as_ref()
-            .ok_or_else(|| Error::Crypto("verify-only key cannot sign".into()))?;
-        let crypto = |e: &dyn std::fmt::Display| Error::Crypto(e.to_string());
+            .ok_or_else(|| Error::crypto("verify-only key cannot sign"))?;
         let header = json!({"typ": "JWT", "alg": key.alg.as_str(), "kid": key.kid});
-        let payload = serde_json::to_vec(claims).map_err(|e| crypto(&e))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| Error::crypto_from("", e))?;
         let signing_input = format!(
             "{}.{}",
             b64::url_encode(header.to_string().as_bytes()),
@@ -311,7 +310,7 @@ impl KeySet {
                 b64::url_encode(&sig.normalize_s().unwrap_or(sig).to_bytes())
             }
             SigningKind::Hmac(enc) => jsonwebtoken::crypto::sign(message, enc, Algorithm::HS256)
-                .map_err(|e| crypto(&e))?,
+                .map_err(|e| Error::crypto_from("", e))?,
         };
         Ok(format!("{signing_input}.{signature}"))
     }

@@ -39,10 +39,12 @@ pub use stats::MqttStats;
 
 /// The embedded broker could not start (bind, TLS material, limits).
 #[derive(Debug, thiserror::Error)]
-#[error("mqtt broker: {what}: {cause}")]
+#[error("mqtt broker: {what}: {source}")]
 pub struct MqttError {
     what: String,
-    cause: String,
+    /// rmqtt's (or the OS's) own error.
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
 type Result<T> = std::result::Result<T, MqttError>;
@@ -157,10 +159,10 @@ pub struct BoundAddrs {
     pub tls: Option<SocketAddr>,
 }
 
-fn broker_err(what: &str, e: impl std::fmt::Display) -> MqttError {
+fn broker_err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> MqttError {
     MqttError {
         what: what.to_owned(),
-        cause: e.to_string(),
+        source: e.into(),
     }
 }
 

@@ -113,17 +113,7 @@ impl Verifier {
         let signing_input = &token[..h.len() + 1 + payload_b64.len()];
         let signature =
             b64::url_decode_strict("jwt signature", sig).map_err(|_| DenyCode::MalformedToken)?;
-        let signature_ok = match &key.verifying {
-            VerifyingKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(&signature)
-                .is_ok_and(|s| k.verify_strict(signing_input.as_bytes(), &s).is_ok()),
-            // JWS carries ES256 as 64-byte r||s.
-            VerifyingKey::P256(k) => p256::ecdsa::Signature::from_slice(&signature)
-                .is_ok_and(|s| k.verify(signing_input.as_bytes(), &s).is_ok()),
-            VerifyingKey::Hmac(k) => {
-                jsonwebtoken::crypto::verify(sig, signing_input.as_bytes(), k, Algorithm::HS256)
-                    .unwrap_or(false)
-            }
-        };
+        let signature_ok = signature_valid(&key.verifying, signing_input, sig, &signature);
         if !signature_ok {
             return Err(DenyCode::BadSignature);
         }
@@ -242,5 +232,26 @@ impl VerifyCache {
             m.insert(digest, (claims.clone(), kid));
         }
         Ok(claims)
+    }
+}
+
+/// Whether `signature` (the decoded JWS signature; `sig_b64` its encoded form, which HMAC wants)
+/// signs `signing_input` under `key`. Ed25519 is verified strictly (no malleable signatures).
+fn signature_valid(
+    key: &VerifyingKey,
+    signing_input: &str,
+    sig_b64: &str,
+    signature: &[u8],
+) -> bool {
+    match key {
+        VerifyingKey::Ed25519(k) => ed25519_dalek::Signature::from_slice(signature)
+            .is_ok_and(|s| k.verify_strict(signing_input.as_bytes(), &s).is_ok()),
+        // JWS carries ES256 as 64-byte r||s.
+        VerifyingKey::P256(k) => p256::ecdsa::Signature::from_slice(signature)
+            .is_ok_and(|s| k.verify(signing_input.as_bytes(), &s).is_ok()),
+        VerifyingKey::Hmac(k) => {
+            jsonwebtoken::crypto::verify(sig_b64, signing_input.as_bytes(), k, Algorithm::HS256)
+                .unwrap_or(false)
+        }
     }
 }

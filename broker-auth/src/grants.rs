@@ -150,6 +150,18 @@ impl CompiledGrants {
         })
     }
 
+    /// Grants that allow nothing (what a principal has when its policy fails).
+    pub fn nothing() -> CompiledGrants {
+        CompiledGrants {
+            superuser: false,
+            publish: Box::new([]),
+            subscribe: Box::new([]),
+            client_ids: None,
+            nats: NatsPermissions::default(),
+            source: Grants::default(),
+        }
+    }
+
     /// Does `self` allow everything `other` allows (topics, subjects, responses)? This is how a
     /// live connection's grants are found to have shrunk. Conservative: a pattern of `other`
     /// counts as covered only when one pattern of `self` covers it whole, so a union that covers

@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::collections::BTreeMap;
+
+use broker_auth::policy::bundle::{Bundle, BundleError, DATA_FILE};
 use broker_auth::policy::{PolicySet, PolicySource};
 
 use crate::live::LiveAuth;
@@ -23,6 +26,40 @@ pub enum PolicyDirError {
     /// The files were read but do not make a valid policy set.
     #[error(transparent)]
     Invalid(#[from] broker_auth::Error),
+    /// The files cannot be a bundle (a name, a size, `data.json`).
+    #[error("{dir}: {source}")]
+    Bundle {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: BundleError,
+    },
+}
+
+/// The directory as a [`Bundle`]: its `*.rego` files and `data.json`, named by file name (not
+/// recursive). This is what a version made from the directory holds.
+pub fn read_bundle(dir: &Path) -> Result<Bundle, PolicyDirError> {
+    let mut files = BTreeMap::new();
+    for s in read_dir(dir)? {
+        let name = Path::new(&s.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        files.insert(name, s.text);
+    }
+    let data = dir.join(DATA_FILE);
+    if data.is_file() {
+        let text = std::fs::read_to_string(&data).map_err(|source| PolicyDirError::Io {
+            path: data.clone(),
+            source,
+        })?;
+        files.insert(DATA_FILE.to_owned(), text);
+    }
+    Bundle::new(files).map_err(|source| PolicyDirError::Bundle {
+        dir: dir.to_owned(),
+        source,
+    })
 }
 
 /// Read every `*.rego` file of `dir` (not recursive; sorted, so errors are reproducible).

@@ -151,7 +151,10 @@ impl NatsServer {
                 exited = true;
                 return true;
             }
+            // Our own log must say so too: a port another test's server took meanwhile would
+            // answer /healthz for a server that is not this one (ours then fails to bind).
             matches!(http_get(monitor_port, "/healthz"), Some((200, _)))
+                && server.log().contains("Server is ready")
         });
         if exited {
             return Err(server.log());

@@ -6,7 +6,9 @@
 //! first evaluation. So a set is only built after both entry points compiled to the RVM and
 //! evaluated once on a sample input: an invalid policy never becomes the serving one.
 
+pub mod bundle;
 pub mod cache;
+pub mod diff;
 mod explain;
 mod testing;
 
@@ -100,6 +102,8 @@ pub struct PolicySet {
     grants_program: Arc<Program>,
     allow_program: Arc<Program>,
     sources: Vec<PolicySource>,
+    // The bundle's data.json, given to the RVM on each run (the interpreter's engine holds it).
+    data: Option<regorus::Value>,
     packages: Vec<String>,
     evaluator: Evaluator,
     warnings: Vec<String>,
@@ -198,6 +202,15 @@ fn sample_principal() -> Principal {
 impl PolicySet {
     /// Build from sources (test files are kept for [`PolicySet::run_tests`] but not served).
     pub fn from_sources(sources: Vec<PolicySource>) -> Result<PolicySet> {
+        Self::build(sources, None)
+    }
+
+    /// Build from a bundle: its Rego files, and its `data.json` as `data`.
+    pub fn from_bundle(bundle: &bundle::Bundle) -> Result<PolicySet> {
+        Self::build(bundle.sources(), bundle.data())
+    }
+
+    fn build(sources: Vec<PolicySource>, data: Option<Json>) -> Result<PolicySet> {
         if !sources.iter().any(|s| !s.is_test()) {
             return Err(Error::policy("no policy files (*.rego) found"));
         }
@@ -208,6 +221,10 @@ impl PolicySet {
             engine
                 .add_policy(s.path.clone(), s.text.clone())
                 .map_err(policy_err)?;
+        }
+        let data = data.map(|d| to_rego(&d)).transpose()?;
+        if let Some(d) = &data {
+            engine.add_data(d.clone()).map_err(policy_err)?;
         }
         let mut packages = engine.get_packages().map_err(policy_err)?;
         packages.sort();
@@ -225,6 +242,7 @@ impl PolicySet {
             grants_program,
             allow_program,
             sources,
+            data,
             packages,
             evaluator: Evaluator::Interpreter,
             warnings: vec![],
@@ -307,6 +325,9 @@ impl PolicySet {
             Evaluator::Rvm => {
                 let mut vm = RegoVM::new();
                 vm.load_program(program.clone());
+                if let Some(d) = &self.data {
+                    vm.set_data(d.clone()).map_err(|e| entry_err(entry, e))?;
+                }
                 vm.set_input(input);
                 vm.execute().map_err(|e| entry_err(entry, e))
             }

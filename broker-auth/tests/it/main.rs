@@ -2,6 +2,7 @@
 // Test helpers outside #[test] fns fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bundle;
 mod connect;
 mod nats_server;
 mod policy;

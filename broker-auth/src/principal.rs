@@ -10,10 +10,12 @@ use crate::identity::IdentityType;
 use crate::token::Claims;
 
 /// Which protocol the client is using.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// MQTT (embedded broker, HTTP-auth brokers, or nats-server's MQTT listener).
+    /// MQTT (embedded broker, HTTP-auth brokers, or nats-server's MQTT listener); the default
+    /// of a principal written by hand (`policy diff --principals`).
+    #[default]
     Mqtt,
     /// NATS.
     Nats,
@@ -48,6 +50,7 @@ pub struct Principal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     /// Protocol of the request.
+    #[serde(default)]
     pub protocol: Protocol,
 }
 

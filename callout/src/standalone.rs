@@ -55,7 +55,9 @@ fn plan(args: &CalloutArgs) -> Result<Plan, CalloutError> {
 pub async fn run(args: CalloutArgs) -> Result<(), CalloutError> {
     let Plan { feed, verifier } = plan(&args)?;
     let responder = Arc::new(args.responder()?);
-    let policy = broker_auth_runtime::policy_dir::load_dir(&args.policies)?;
+    // Through the deploy gate, as every later edit of the directory: a bundle whose tests fail
+    // is not served.
+    let policy = broker_auth_runtime::policy_dir::load_gated(&args.policies)?.set;
     let keys: KeySet = feed.jwks().await?;
     let live = LiveAuth::with_feed(
         keys,
@@ -79,8 +81,8 @@ pub async fn run(args: CalloutArgs) -> Result<(), CalloutError> {
         tokio::spawn(follow(feed, runtime.clone(), cursor, stats.clone())),
         tokio::spawn(broker_auth_runtime::policy_dir::follow(
             args.policies.clone(),
-            live,
             Duration::from_millis(500),
+            move |bundle| broker_auth_runtime::policy_dir::serve_if_valid(&live, bundle),
         )),
     ];
     let client = args.connect().await?;

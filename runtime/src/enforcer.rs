@@ -63,6 +63,15 @@ impl Enforcer {
         self.lock().forget(id);
     }
 
+    /// The principal of every tracked connection (what an access diff examines).
+    pub fn principals(&self) -> Vec<broker_auth::Principal> {
+        let conns = self.lock().connections();
+        conns
+            .into_iter()
+            .map(|(_, c)| c.principal.clone())
+            .collect()
+    }
+
     /// Connections tracked.
     pub fn len(&self) -> usize {
         self.lock().len()

@@ -26,6 +26,9 @@ pub enum PolicyDirError {
     /// The files were read but do not make a valid policy set.
     #[error(transparent)]
     Invalid(#[from] broker_auth::Error),
+    /// The deploy gate refused the bundle (a compile error, a failed test).
+    #[error("{}", refusal_text(.0))]
+    Refused(Box<broker_auth::policy::bundle::Refusal>),
     /// The files cannot be a bundle (a name, a size, `data.json`).
     #[error("{dir}: {source}")]
     Bundle {
@@ -35,6 +38,18 @@ pub enum PolicyDirError {
         #[source]
         source: BundleError,
     },
+}
+
+fn refusal_text(r: &broker_auth::policy::bundle::Refusal) -> String {
+    let at: Vec<String> = r
+        .problems
+        .iter()
+        .map(|p| match &p.file {
+            Some(f) => format!("{f}:{}:{}: {}", p.line, p.col, p.message),
+            None => p.message.clone(),
+        })
+        .collect();
+    format!("{} ({})", r.message, at.join("; "))
 }
 
 /// The directory as a [`Bundle`]: its `*.rego` files and `data.json`, named by file name (not
@@ -86,18 +101,29 @@ pub fn read_dir(dir: &Path) -> Result<Vec<PolicySource>, PolicyDirError> {
         .collect()
 }
 
+/// Read a directory as a bundle and put it through the deploy gate.
+pub fn load_gated(dir: &Path) -> Result<broker_auth::policy::bundle::Gated, PolicyDirError> {
+    broker_auth::policy::bundle::gate(&read_bundle(dir)?)
+        .map_err(|r| PolicyDirError::Refused(Box::new(r)))
+}
+
 /// Load and validate a directory.
 pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyDirError> {
     Ok(PolicySet::from_sources(read_dir(dir)?)?)
 }
 
-/// What identifies a version of the directory: every `.rego` file's name, size and mtime.
+/// What identifies a version of the directory: every `.rego` file's and `data.json`'s name,
+/// size and mtime.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "rego"))
+        .filter(|e| {
+            let p = e.path();
+            p.extension().is_some_and(|x| x == "rego")
+                || p.file_name().is_some_and(|n| n == DATA_FILE)
+        })
         .map(|e| {
             let m = e.metadata().ok();
             (
@@ -111,10 +137,13 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     v
 }
 
-/// Follow `dir` (checked every `every`): on a change build a complete new set and serve it from
-/// `live` (live connections whose grants it narrows are then ended); an invalid edit is refused
-/// (logged with file:line:col) and the previous set keeps serving. Runs until dropped.
-pub async fn follow(dir: PathBuf, live: LiveAuth, every: Duration) {
+/// Follow `dir` (checked every `every`): on each change, hand the directory as a bundle (or why
+/// it cannot be read as one) to `changed`, which puts it through the deploy gate. Runs until
+/// dropped; changes made before it started are not reported.
+pub async fn follow<F>(dir: PathBuf, every: Duration, mut changed: F)
+where
+    F: FnMut(Result<Bundle, PolicyDirError>) + Send,
+{
     let mut seen = fingerprint(&dir);
     let mut tick = tokio::time::interval(every);
     loop {
@@ -124,17 +153,30 @@ pub async fn follow(dir: PathBuf, live: LiveAuth, every: Duration) {
             continue;
         }
         seen = now;
-        match read_dir(&dir).and_then(|sources| Ok(live.reload_policy(sources)?)) {
-            Ok(()) => {
-                let set = live.policy();
-                for w in set.warnings() {
-                    tracing::warn!(warning = %w, "policy");
-                }
-                tracing::info!(packages = ?set.packages(), "policy reloaded");
+        changed(read_bundle(&dir));
+    }
+}
+
+/// What a process without a policy store does with a changed directory: the gate, then serve
+/// the new set from `live` (live connections whose grants it narrows are then ended); a refused
+/// edit is logged with file:line:col and the previous set keeps serving.
+pub fn serve_if_valid(live: &LiveAuth, bundle: Result<Bundle, PolicyDirError>) {
+    let gated = bundle.and_then(|b| {
+        let hash = b.hash();
+        broker_auth::policy::bundle::gate(&b)
+            .map(|g| (g, hash))
+            .map_err(|r| PolicyDirError::Refused(Box::new(r)))
+    });
+    match gated {
+        Ok((g, hash)) => {
+            for w in g.set.warnings() {
+                tracing::warn!(warning = %w, "policy");
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "policy change refused; the previous policy keeps serving")
-            }
+            tracing::info!(%hash, packages = ?g.set.packages(), tests = g.tests.outcomes.len(), "policy reloaded");
+            live.set_policy(g.set);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "policy change refused; the previous policy keeps serving")
         }
     }
 }

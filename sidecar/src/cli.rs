@@ -100,6 +100,18 @@ pub enum PolicyCommand {
         #[arg(long)]
         explain: bool,
     },
+    /// The access diff of two policy directories: who gains and who loses which grants (JSON).
+    /// Both go through the deploy gate first.
+    Diff {
+        /// The policy as it is.
+        old: PathBuf,
+        /// The policy as it would be.
+        new: PathBuf,
+        /// Principals to examine, one JSON object per line (`{"id", "type", "tenant", "roles",
+        /// …}`); default: one of every identity type with each shipped role.
+        #[arg(long)]
+        principals: Option<PathBuf>,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, SidecarError> {

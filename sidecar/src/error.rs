@@ -88,6 +88,9 @@ pub enum SidecarError {
     /// Wrong content type.
     #[error("unsupported media type: send application/json")]
     UnsupportedMediaType,
+    /// The deploy gate refused a policy bundle: where, and which tests failed (422).
+    #[error("{}", .0.message)]
+    PolicyInvalid(Box<broker_auth::policy::bundle::Refusal>),
 
     // --- server-side errors (5xx or start-up) ---
     /// The store failed.

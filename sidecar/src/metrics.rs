@@ -47,8 +47,18 @@ pub struct OutcomeLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyChangeLabels {
+    pub source: &'static str,
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// The live policy version.
+    pub policy_version: Gauge,
+    /// Policy changes by source (dir, api, rollback) and result (deployed, refused, conflict).
+    pub policy_changes: Family<PolicyChangeLabels, Counter>,
     pub requests: Family<RouteLabels, Counter>,
     pub outcomes: Family<OutcomeLabels, Counter>,
     pub rate_limited: Counter,
@@ -237,8 +247,22 @@ impl Default for Metrics {
         );
         let mqtt = MqttGauges::default();
         mqtt.register(&mut registry);
+        let policy_version = Gauge::default();
+        let policy_changes = Family::<PolicyChangeLabels, Counter>::default();
+        registry.register(
+            "policy_version",
+            "The live policy version",
+            policy_version.clone(),
+        );
+        registry.register(
+            "policy_changes",
+            "Policy changes by source and result",
+            policy_changes.clone(),
+        );
         Metrics {
             registry,
+            policy_version,
+            policy_changes,
             requests,
             outcomes,
             rate_limited,

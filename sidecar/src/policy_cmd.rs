@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use broker_auth::Principal;
 use broker_auth::policy::{ALLOW_ENTRYPOINT, GRANTS_ENTRYPOINT, PolicySet};
 use serde_json::{Value, json};
 
@@ -20,7 +21,53 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode, SidecarError> {
             query,
             explain,
         } => eval(&input, &policies, query.as_deref(), explain),
+        PolicyCommand::Diff {
+            old,
+            new,
+            principals,
+        } => diff(&old, &new, principals.as_deref()),
     }
+}
+
+fn gated(dir: &Path) -> Result<PolicySet, SidecarError> {
+    broker_auth_runtime::policy_dir::load_gated(dir)
+        .map(|g| g.set)
+        .map_err(|e| SidecarError::policy_from(dir.display().to_string(), e))
+}
+
+/// Principals from a JSON-lines file (blank lines and `#` comments skipped).
+fn read_principals(path: &Path) -> Result<Vec<Principal>, SidecarError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SidecarError::config_from(path.display().to_string(), e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let p: Principal = serde_json::from_str(line)
+            .map_err(|e| SidecarError::config_from(format!("{}:{}", path.display(), i + 1), e))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+fn diff(old: &Path, new: &Path, principals: Option<&Path>) -> Result<ExitCode, SidecarError> {
+    let (from, to) = (gated(old)?, gated(new)?);
+    let principals = match principals {
+        Some(p) => read_principals(p)?,
+        None => broker_auth::policy::diff::synthetic_principals(),
+    };
+    let changed = broker_auth::policy::diff::access_diff(&from, &to, &principals);
+    let out = json!({
+        "from": old.display().to_string(),
+        "to": new.display().to_string(),
+        "principals_examined": principals.len(),
+        "truncated": false,
+        "changed": changed,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(dir: &Path) -> Result<PolicySet, SidecarError> {

@@ -98,14 +98,16 @@ pub fn build_state(
     let keys = keystore::with_app_keys(keys, &config.app_hs256_secrets)?;
     let revocations = load_revocations(store.as_ref(), now)?;
     let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
-    let policy = broker_auth_runtime::policy_dir::load_dir(&config.policies)
-        .map_err(|e| SidecarError::policy_from("", e))?;
+    let policy = crate::domain::policies::startup(store.as_ref(), &config.policies, now)?;
     for w in policy.warnings() {
         tracing::warn!(warning = %w, "policy");
     }
     let token_config = TokenConfig::new(config.issuer(), config.audience.clone());
     let metrics = Metrics::default();
     metrics.identities.set(store.identity_count()? as i64);
+    metrics
+        .policy_version
+        .set(policy.version().unwrap_or_default() as i64);
     let auth = broker_auth_runtime::LiveAuth::new(
         keys,
         Verifier::new(token_config.clone()),
@@ -126,6 +128,7 @@ pub fn build_state(
         metrics,
         master,
         upstream: crate::oauth::upstream::Upstreams::new(&config.upstream_oidc)?,
+        policy_lock: Default::default(),
         config,
     }))
 }
@@ -251,6 +254,22 @@ fn start_provisioner_nats(state: &State) -> Result<(), SidecarError> {
     Ok(())
 }
 
+/// Edits of the `--policies` directory become versions through the gate, one at a time.
+async fn follow_policy_dir(state: State) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let dir = state.config.policies.clone();
+    let watch =
+        broker_auth_runtime::policy_dir::follow(dir, Duration::from_millis(500), move |b| {
+            let _ = tx.send(b);
+        });
+    let apply = async {
+        while let Some(bundle) = rx.recv().await {
+            crate::domain::policies::directory_changed(&state, bundle).await;
+        }
+    };
+    tokio::join!(watch, apply);
+}
+
 /// Serve until `shutdown` resolves. `ready` receives the bound address (port 0 picks one).
 pub async fn run(
     config: ServeArgs,
@@ -272,11 +291,7 @@ pub async fn run(
 
     // One enforcement task for the MQTT broker's sessions and the callout's connections.
     let enforcement = state.runtime().spawn_enforcement();
-    let watcher = tokio::spawn(broker_auth_runtime::policy_dir::follow(
-        state.config.policies.clone(),
-        state.auth.clone(),
-        Duration::from_millis(500),
-    ));
+    let watcher = tokio::spawn(follow_policy_dir(state.clone()));
 
     // One shutdown signal, several listeners: the REST server and the in-process responder.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

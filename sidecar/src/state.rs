@@ -39,6 +39,9 @@ pub struct AppState {
     pub master: MasterKey,
     /// Upstream OpenID providers (`/oauth/{provider}`).
     pub upstream: crate::oauth::upstream::Upstreams,
+    /// Held by a policy deploy from its gate to its swap: this process serves versions in the
+    /// order the store numbered them.
+    pub policy_lock: tokio::sync::Mutex<()>,
 }
 
 /// Who is calling; its authority rules live with authentication in the domain.

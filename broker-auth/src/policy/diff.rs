@@ -135,3 +135,38 @@ pub fn access_diff<'a>(
         .filter_map(|p| principal_diff(from, to, p))
         .collect()
 }
+
+/// Roles the shipped policy knows.
+pub const SHIPPED_ROLES: &[&str] = &["reader", "writer", "sensor", "backend", "control-admin"];
+
+/// One principal of every identity type, without a role and with each shipped role, in tenant
+/// `tenant-1`; gateways act for `dev-DEVICE1`. What `policy diff` examines when it is given
+/// no principals.
+pub fn synthetic_principals() -> Vec<Principal> {
+    let mut out = Vec::new();
+    for kind in crate::identity::ALL_TYPES {
+        for role in std::iter::once("").chain(SHIPPED_ROLES.iter().copied()) {
+            let gateway = kind == crate::identity::IdentityType::Gateway;
+            out.push(Principal {
+                id: format!("{}EXAMPLE1", kind.id_prefix()),
+                kind,
+                tenant: Some("tenant-1".into()),
+                roles: if role.is_empty() {
+                    vec![]
+                } else {
+                    vec![role.to_owned()]
+                },
+                scopes: vec![],
+                groups: vec![],
+                devices: if gateway {
+                    vec!["dev-DEVICE1".into()]
+                } else {
+                    vec![]
+                },
+                client_id: None,
+                protocol: crate::principal::Protocol::Mqtt,
+            });
+        }
+    }
+    out
+}

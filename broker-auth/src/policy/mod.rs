@@ -109,6 +109,8 @@ pub struct PolicySet {
     warnings: Vec<String>,
     // Grants per principal, memoized for this set only (a reload starts empty).
     cache: cache::GrantsCache,
+    // The stored version this set was built from, when it came from a store.
+    version: Option<u64>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -247,6 +249,7 @@ impl PolicySet {
             evaluator: Evaluator::Interpreter,
             warnings: vec![],
             cache: cache::GrantsCache::new(key_fields),
+            version: None,
         };
         // Evaluate on both evaluators: errors that only show at run time surface now, and the
         // RVM serves only where it agrees with the interpreter (regorus 0.14's RVM has known
@@ -287,6 +290,19 @@ impl PolicySet {
             }
         }
         Ok(None)
+    }
+
+    /// This set, labelled as stored version `n`: the label travels with the set, so whoever
+    /// reads the serving set reads its version in the same load (never one set's version with
+    /// another's rules).
+    pub fn with_version(mut self, n: u64) -> Self {
+        self.version = Some(n);
+        self
+    }
+
+    /// The stored version this set was built from, if it was labelled.
+    pub fn version(&self) -> Option<u64> {
+        self.version
     }
 
     /// The evaluator decisions are served from (the RVM unless it failed the load-time cross-check).

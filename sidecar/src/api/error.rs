@@ -16,6 +16,33 @@ struct Envelope<'a> {
     code: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
+    /// POLICY_INVALID: where the bundle is wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problems: Option<&'a [broker_auth::policy::bundle::Problem]>,
+    /// POLICY_INVALID: the tests that ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tests: Option<Vec<TestResult<'a>>>,
+}
+
+/// One `test_*` rule's outcome, as the policy routes report it.
+#[derive(Serialize)]
+pub struct TestResult<'a> {
+    pub name: &'a str,
+    pub location: &'a str,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+}
+
+impl<'a> TestResult<'a> {
+    pub fn of(o: &'a broker_auth::policy::TestOutcome) -> Self {
+        TestResult {
+            name: &o.rule,
+            location: &o.location,
+            passed: o.passed,
+            error: o.error.as_deref(),
+        }
+    }
 }
 
 /// Every error code the API answers with (also published in the OpenAPI document).
@@ -81,8 +108,24 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
         "no identity is registered with this public key",
     ),
     ("METHOD_NOT_ALLOWED", 4050, 405, "method not allowed"),
-    ("CONFLICT", 4090, 409, "already exists"),
-    ("PAYLOAD_TOO_LARGE", 4130, 413, "request body over 64 KiB"),
+    (
+        "CONFLICT",
+        4090,
+        409,
+        "already exists, or changed since you read it",
+    ),
+    (
+        "PAYLOAD_TOO_LARGE",
+        4130,
+        413,
+        "request body over 64 KiB (2 MiB on the policy routes)",
+    ),
+    (
+        "POLICY_INVALID",
+        4220,
+        422,
+        "the deploy gate refused the bundle; see problems (file, line, col) and tests",
+    ),
     ("UNSUPPORTED_MEDIA_TYPE", 4150, 415, "send application/json"),
     (
         "LOCKED_OUT",
@@ -142,6 +185,7 @@ pub fn name_of(e: &SidecarError) -> &'static str {
         SidecarError::UpstreamLogin { .. } => "UPSTREAM_LOGIN_FAILED",
         SidecarError::OAuth { .. } => "OAUTH_ERROR",
         SidecarError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+        SidecarError::PolicyInvalid(_) => "POLICY_INVALID",
         SidecarError::Store(crate::store::StoreError::Conflict(_)) => "CONFLICT",
         SidecarError::Unavailable { .. } => "UNAVAILABLE",
         SidecarError::Store(_) | SidecarError::Policy { .. } | SidecarError::Internal { .. } => {
@@ -190,11 +234,17 @@ pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
         }
         _ => None,
     };
+    let refusal = match e {
+        SidecarError::PolicyInvalid(r) => Some(r),
+        _ => None,
+    };
     let body = warp::reply::json(&Envelope {
         error: name,
         message,
         code,
         retry_after,
+        problems: refusal.map(|r| r.problems.as_slice()),
+        tests: refusal.map(|r| r.tests.iter().map(TestResult::of).collect()),
     });
     let mut res = warp::reply::with_status(body, status).into_response();
     if let Some(v) = retry_after.and_then(|secs| secs.to_string().parse().ok()) {

@@ -42,7 +42,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, SidecarError> {
     })
 }
 
-async fn read_limited<S, B>(body: S) -> Result<Vec<u8>, SidecarError>
+async fn read_limited<S, B>(body: S, limit: u64) -> Result<Vec<u8>, SidecarError>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -52,8 +52,8 @@ where
     while let Some(chunk) = body.next().await {
         let mut chunk =
             chunk.map_err(|_| SidecarError::Validation("could not read the body".into()))?;
-        if buf.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
-            return Err(SidecarError::PayloadTooLarge(BODY_LIMIT));
+        if buf.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(SidecarError::PayloadTooLarge(limit));
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -69,25 +69,35 @@ where
 /// Content-Length cannot exceed the limit either).
 pub fn json_body<T: DeserializeOwned + Send + 'static>()
 -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
+    json_body_up_to(BODY_LIMIT)
+}
+
+/// Policy bundles (up to 1 MiB of Rego) in JSON: the one body larger than [`BODY_LIMIT`].
+pub const POLICY_BODY_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// [`json_body`] with another limit.
+pub fn json_body_up_to<T: DeserializeOwned + Send + 'static>(
+    limit: u64,
+) -> impl Filter<Extract = (T,), Error = Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and(warp::header::optional::<String>("content-length"))
-        .and_then(|ct: Option<String>, len: Option<String>| async move {
+        .and_then(move |ct: Option<String>, len: Option<String>| async move {
             if ct.is_some_and(|ct| !ct.to_ascii_lowercase().starts_with("application/json")) {
                 return Err(reject(SidecarError::UnsupportedMediaType));
             }
             if len
                 .as_deref()
                 .and_then(|l| l.trim().parse::<u64>().ok())
-                .is_some_and(|l| l > BODY_LIMIT)
+                .is_some_and(|l| l > limit)
             {
-                return Err(reject(SidecarError::PayloadTooLarge(BODY_LIMIT)));
+                return Err(reject(SidecarError::PayloadTooLarge(limit)));
             }
             Ok(())
         })
         .untuple_one()
         .and(warp::body::stream())
-        .and_then(|body| async move {
-            let bytes = read_limited(body).await.map_err(reject)?;
+        .and_then(move |body| async move {
+            let bytes = read_limited(body, limit).await.map_err(reject)?;
             parse_json::<T>(&bytes).map_err(reject)
         })
 }
@@ -100,7 +110,7 @@ pub fn json_or_form_body<T: DeserializeOwned + Send + 'static>()
         .and(warp::body::stream())
         .and_then(|ct: Option<String>, body| async move {
             let ct = ct.unwrap_or_default().to_ascii_lowercase();
-            let bytes = read_limited(body).await.map_err(reject)?;
+            let bytes = read_limited(body, BODY_LIMIT).await.map_err(reject)?;
             if ct.starts_with("application/x-www-form-urlencoded") {
                 serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| {
                     let mut msg = format!("invalid form body: {e}");

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod login;
 pub mod nats;
 pub mod ops;
+pub mod policies;
 
 use std::convert::Infallible;
 
@@ -76,6 +77,8 @@ pub fn routes(
         .or(apps::routes(state.clone()))
         .unify()
         .or(nats::routes(state.clone()))
+        .unify()
+        .or(policies::routes(state.clone()))
         .unify()
         .or(crate::oauth::routes(state.clone()))
         .unify()

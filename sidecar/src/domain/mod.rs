@@ -14,6 +14,7 @@ pub mod login;
 pub mod oauth;
 pub mod oauth_clients;
 pub mod ops;
+pub mod policies;
 pub mod provisioning;
 pub mod revocations;
 pub mod sessions;

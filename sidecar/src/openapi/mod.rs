@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nats, ops};
+use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nats, ops, policies};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,24 @@ use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nat
         nats::RevokeRequest,
         crate::oauth::clients::NewClient,
         crate::oauth::clients::ClientView,
+        policies::ValidateRequest,
+        policies::DeployRequest,
+        policies::RollbackRequest,
+        policies::EvalRequest,
+        policies::DiffRequest,
+        policies::DiffTo,
+        policies::PolicyVersion,
+        policies::FileInfo,
+        policies::LivePolicy,
+        policies::PolicyVersions,
+        policies::PolicyVersionFiles,
+        policies::TestOutcomeView,
+        policies::Validated,
+        policies::EvalResult,
+        policies::PatternChangeView,
+        policies::BoolChange,
+        policies::PrincipalChange,
+        policies::AccessDiff,
     ))
 )]
 struct Doc;

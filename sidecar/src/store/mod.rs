@@ -10,10 +10,12 @@
 
 mod codec;
 mod oauth_records;
+mod policy_records;
 mod records;
 mod sled_devices;
 mod sled_nats;
 mod sled_oauth;
+mod sled_policies;
 mod sled_sessions;
 mod sled_store;
 mod sled_tenancy;
@@ -27,6 +29,7 @@ pub use oauth_records::{
     AuthCodeRecord, AuthorizeRequest, OAuthClientRecord, PendingRecord, PendingStep,
     UpstreamPending,
 };
+pub use policy_records::{PolicyOrigin, PolicyVersionRecord};
 pub use records::{
     AnnouncementRecord, ApiKeyRecord, AppRecord, BanRecord, ChallengeRecord, FamilyRecord,
     IdentityRecord, NatsAccountRecord, NatsUserRecord, RefreshRecord, RevocationKind,
@@ -260,6 +263,27 @@ pub trait OAuthStore: Durable {
     ) -> StoreResult<bool>;
 }
 
+/// Policy versions: every accepted bundle, one of them live.
+pub trait PolicyStore: Durable {
+    /// Store `rec` as the next version and make it live, if the live version is still `base`
+    /// (`None`: no version yet); `Conflict` otherwise. Returns the record with its number.
+    fn deploy_policy(
+        &self,
+        rec: &PolicyVersionRecord,
+        base: Option<u64>,
+    ) -> StoreResult<PolicyVersionRecord>;
+    /// The live version, if any.
+    fn live_policy(&self) -> StoreResult<Option<PolicyVersionRecord>>;
+    /// One version.
+    fn policy_version(&self, n: u64) -> StoreResult<Option<PolicyVersionRecord>>;
+    /// Versions older than `before` (every one when `None`), newest first, at most `limit`.
+    fn policy_versions(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<PolicyVersionRecord>>;
+}
+
 /// Housekeeping and probes of the backend as a whole.
 pub trait MaintenanceStore: Durable {
     /// Drop expired challenges, signatures, pending steps and stale codes.
@@ -292,5 +316,6 @@ union_of!(
     TenancyStore,
     SessionStore,
     OAuthStore,
+    PolicyStore,
     MaintenanceStore,
 );

@@ -35,6 +35,8 @@ pub struct SledStore {
     pub(super) oauth_clients: sled::Tree,
     pub(super) pending: sled::Tree,
     pub(super) codes: sled::Tree,
+    pub(super) policy_versions: sled::Tree,
+    pub(super) policy_live: sled::Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -91,6 +93,8 @@ impl SledStore {
             oauth_clients: tree("oauth_clients")?,
             pending: tree("oauth_pending")?,
             codes: tree("oauth_codes")?,
+            policy_versions: tree("policy_versions")?,
+            policy_live: tree("policy_live")?,
             db,
         })
     }

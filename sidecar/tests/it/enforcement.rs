@@ -24,7 +24,7 @@ use super::server::{Server, bootstrap};
 const CUT: Duration = Duration::from_secs(1);
 
 /// An MQTT v5 client connected with `token`, or the CONNACK code that refused it.
-async fn mqtt(
+pub(crate) async fn mqtt(
     port: u16,
     id: &str,
     token: &str,

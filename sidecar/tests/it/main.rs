@@ -21,6 +21,7 @@ mod oauth_browser;
 mod oauth_hardening;
 mod oauth_server;
 mod policy_cli;
+mod policy_routes;
 mod provisioner;
 mod schemathesis;
 mod server;

@@ -12,6 +12,7 @@ pub mod login;
 pub mod nats;
 pub mod ops;
 pub mod policies;
+pub mod ui;
 
 use std::convert::Infallible;
 
@@ -30,6 +31,11 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; \
 img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'";
 
+// The policy editor: its own bundled script and style only (no inline script, no CDN), calls
+// to this origin only.
+const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 // The OAuth2 sign-in page: its own inline style, no script, and nothing may frame it.
 const AUTHORIZE_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'";
@@ -40,6 +46,8 @@ fn secure(path: &str, mut res: warp::reply::Response) -> warp::reply::Response {
         DOCS_CSP
     } else if path == "/oauth/authorize" {
         AUTHORIZE_CSP
+    } else if path == "/ui" || path.starts_with("/ui/") {
+        UI_CSP
     } else {
         API_CSP
     };
@@ -84,6 +92,8 @@ pub fn routes(
         .unify()
         .or(docs::routes())
         .unify()
+        .or(ui::routes())
+        .unify()
         .recover(error::recover)
         .unify();
     let metrics_state = state;
@@ -113,6 +123,8 @@ fn route_label(path: &str) -> &'static str {
         "/docs" => "/docs",
         "/redoc" => "/redoc",
         p if p.starts_with("/docs/") => "/docs/{asset}",
+        "/ui/policies" => "/ui/policies",
+        p if p.starts_with("/ui/assets/") => "/ui/assets/{asset}",
         _ => "other",
     }
 }

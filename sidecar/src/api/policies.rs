@@ -47,6 +47,7 @@ pub struct RollbackRequest {
 #[serde(deny_unknown_fields)]
 pub struct EvalRequest {
     /// The policy input, e.g. `{"principal": {…}}` or `{"principal", "topic", "action", …}`.
+    #[schema(value_type = Object)]
     pub input: Value,
     /// A candidate bundle instead of the live one.
     pub files: Option<Files>,

@@ -83,7 +83,7 @@ pub async fn commit(
         Err(e) => {
             count(state, change.origin, "refused");
             tracing::warn!(source = change.origin.as_str(), author = %change.author, %hash,
-                error = %e, "policy refused; the live version keeps serving");
+                error = %e, "policy change refused; the live version keeps serving");
             return Err(e);
         }
     };

@@ -50,7 +50,7 @@ pub(crate) async fn mqtt(
 }
 
 /// Poll until the broker closes the session; how long that took (panics after 5 s).
-async fn mqtt_closed(el: &mut EventLoop) -> Duration {
+pub(crate) async fn mqtt_closed(el: &mut EventLoop) -> Duration {
     let t0 = Instant::now();
     while tokio::time::timeout(Duration::from_secs(5), el.poll())
         .await
@@ -60,19 +60,21 @@ async fn mqtt_closed(el: &mut EventLoop) -> Duration {
     t0.elapsed()
 }
 
-/// Publish QoS1 and return the PUBACK reason (the session answers: it is alive).
-async fn mqtt_publish(c: &AsyncClient, el: &mut EventLoop, topic: &str) -> PubAckReason {
-    c.publish(topic, QoS::AtLeastOnce, false, "x")
-        .await
-        .unwrap();
+/// Publish QoS1 and return the PUBACK reason, or None when the session ends first.
+pub(crate) async fn mqtt_publish(
+    c: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+) -> Option<PubAckReason> {
+    c.publish(topic, QoS::AtLeastOnce, false, "x").await.ok()?;
     loop {
         match tokio::time::timeout(Duration::from_secs(5), el.poll())
             .await
             .expect("PUBACK in time")
-            .expect("session alive")
         {
-            Event::Incoming(Packet::PubAck(a)) => return a.reason,
-            _ => continue,
+            Ok(Event::Incoming(Packet::PubAck(a))) => return Some(a.reason),
+            Ok(Event::Incoming(Packet::Disconnect(_))) | Err(_) => return None,
+            Ok(_) => continue,
         }
     }
 }
@@ -85,7 +87,7 @@ async fn nats_alive(c: &async_nats::Client) -> bool {
 }
 
 /// Connect over NATS, retrying while the in-process responder is still subscribing.
-async fn nats_connect(url: &str, token: &str) -> (async_nats::Client, Events) {
+pub(crate) async fn nats_connect(url: &str, token: &str) -> (async_nats::Client, Events) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match token_client(url, token).await {
@@ -172,7 +174,7 @@ async fn the_injected_clock_reaching_exp_ends_the_mqtt_session_and_the_nats_conn
 
 /// `sidecar serve` with the callout in process (kicks through the system account) and its own
 /// policy directory.
-fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, String) {
+pub(crate) fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, String) {
     let data = dir.join("data");
     let admin = bootstrap(&data);
     let mut flags = callout_flags(dir, nats);
@@ -184,7 +186,7 @@ fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, S
     (Server::start(&data, &flags), admin)
 }
 
-fn own_policies(dir: &Path) -> PathBuf {
+pub(crate) fn own_policies(dir: &Path) -> PathBuf {
     let to = dir.join("policies");
     std::fs::create_dir_all(&to).unwrap();
     let from = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
@@ -263,7 +265,7 @@ async fn a_policy_change_cuts_the_devices_it_narrows_and_leaves_the_others_conne
     let own = format!("devices/{kept}/telemetry");
     assert_eq!(
         mqtt_publish(&kc, &mut kept_mqtt, &own).await,
-        PubAckReason::Success
+        Some(PubAckReason::Success)
     );
     drop(cut_nats);
 }
@@ -332,7 +334,7 @@ async fn taking_a_role_from_a_user_cuts_its_mqtt_and_nats_connections() {
         .unwrap();
     assert_eq!(
         mqtt_publish(&mc, &mut mel, &topic).await,
-        PubAckReason::Success
+        Some(PubAckReason::Success)
     );
     assert!(nats_alive(&nc).await);
 
@@ -358,6 +360,6 @@ async fn taking_a_role_from_a_user_cuts_its_mqtt_and_nats_connections() {
         .unwrap();
     assert_eq!(
         mqtt_publish(&mc, &mut mel, &topic).await,
-        PubAckReason::NotAuthorized
+        Some(PubAckReason::NotAuthorized)
     );
 }

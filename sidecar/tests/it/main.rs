@@ -21,6 +21,8 @@ mod oauth_browser;
 mod oauth_hardening;
 mod oauth_server;
 mod policy_cli;
+mod policy_deploys;
+mod policy_editor;
 mod policy_routes;
 mod provisioner;
 mod schemathesis;

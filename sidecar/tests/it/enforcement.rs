@@ -49,6 +49,21 @@ pub(crate) async fn mqtt(
     }
 }
 
+/// The embedded MQTT broker on `runtime`, on a free loopback port.
+pub(crate) async fn embedded_broker(
+    runtime: &broker_auth_runtime::Runtime,
+) -> (EmbeddedBroker, u16) {
+    let config = MqttConfig {
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let broker = EmbeddedBroker::start(&config, runtime.clone(), Default::default())
+        .await
+        .unwrap();
+    let port = broker.addrs().tcp.unwrap().port();
+    (broker, port)
+}
+
 /// Poll until the broker closes the session; how long that took (panics after 5 s).
 pub(crate) async fn mqtt_closed(el: &mut EventLoop) -> Duration {
     let t0 = Instant::now();
@@ -107,17 +122,7 @@ async fn the_injected_clock_reaching_exp_ends_the_mqtt_session_and_the_nats_conn
     let h = harness_now(&[]);
     let runtime = h.state.runtime();
     let _enforcement = runtime.spawn_enforcement();
-    let broker = EmbeddedBroker::start(
-        &MqttConfig {
-            tcp: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        },
-        runtime.clone(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let port = broker.addrs().tcp.unwrap().port();
+    let (_broker, port) = embedded_broker(&runtime).await;
     // The callout of `sidecar serve`, on this harness's runtime (and so its manual clock).
     let responder = Arc::new(
         callout::Responder::new(

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use serde_json::{Value, json};
 use test_support::NatsServer;
@@ -17,7 +16,7 @@ use test_support::nats_client::expect_event;
 
 use super::broker_routes::mint;
 use super::enforcement::{
-    mqtt, mqtt_closed, mqtt_publish, nats_connect, own_policies, serve_with_nats,
+    embedded_broker, mqtt, mqtt_closed, mqtt_publish, nats_connect, own_policies, serve_with_nats,
 };
 use super::harness::{TestKey, harness_now};
 use super::nats_callout::{announce, nats_config};
@@ -97,17 +96,7 @@ async fn twenty_alternating_deploys_under_publish_load_never_mix_two_versions() 
     let h = harness_now(&["--rate-limit", "100000/60"]);
     let runtime = h.state.runtime();
     let _enforcement = runtime.spawn_enforcement();
-    let broker = EmbeddedBroker::start(
-        &MqttConfig {
-            tcp: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        },
-        runtime.clone(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let port = broker.addrs().tcp.unwrap().port();
+    let (_broker, port) = embedded_broker(&runtime).await;
     // Each flip narrows (a device loses the other leaf), so every deploy cuts the sessions and
     // they reconnect under the version that is live then.
     let (a, b) = (
@@ -224,30 +213,14 @@ async fn a_deploy_that_removes_a_grant_cuts_nats_and_mqtt_and_a_rollback_restore
             .json(&body)
             .send()
     };
-    let live: Value = http
-        .get(server.url("/policies"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let base = live["version"].as_u64().unwrap();
-    let files: BTreeMap<String, String> = http
-        .get(server.url(&format!("/policies/versions/{base}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["files"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
+    let get = |path: String| {
+        let r = http.get(server.url(&path)).bearer_auth(&admin).send();
+        async move { r.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let base = get("/policies".into()).await["version"].as_u64().unwrap();
+    let files: BTreeMap<String, String> =
+        serde_json::from_value(get(format!("/policies/versions/{base}")).await["files"].clone())
+            .unwrap();
     let narrowed = edit(
         &files,
         "broker.rego",

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use broker_auth_mqtt::{EmbeddedBroker, MqttConfig};
 use serde_json::{Value, json};
 
 use super::broker_routes::mint;
+use super::enforcement::embedded_broker;
 use super::harness::{Harness, TestKey, harness, harness_now, policies};
 
 const FAST: &[&str] = &["--rate-limit", "100000/60"];
@@ -500,19 +500,10 @@ async fn the_access_diff_lists_stored_identities_and_a_live_mqtt_principal_exact
     }
     // Live, not in the store: a device whose token was minted for it, connected to the broker.
     let runtime = h.state.runtime();
-    let broker = EmbeddedBroker::start(
-        &MqttConfig {
-            tcp: Some("127.0.0.1:0".parse().unwrap()),
-            ..Default::default()
-        },
-        runtime.clone(),
-        Default::default(),
-    )
-    .await
-    .unwrap();
+    let (_broker, port) = embedded_broker(&runtime).await;
     let live_dev = "dev-LIVEONLY";
     let token = mint(&h, live_dev, |_| {});
-    let _live = super::enforcement::mqtt(broker.addrs().tcp.unwrap().port(), "live-1", &token)
+    let _live = super::enforcement::mqtt(port, "live-1", &token)
         .await
         .unwrap();
     assert_eq!(runtime.enforcer.len(), 1);

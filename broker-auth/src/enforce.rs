@@ -186,6 +186,16 @@ impl<H> Registry<H> {
         Some(e.handle)
     }
 
+    /// `id` holds `grants` from now on (a change widened them): later changes are judged
+    /// against these. Its handle, to hand them to the adapter; None if it is not tracked.
+    pub fn regrant(&mut self, id: ConnId, grants: Arc<CompiledGrants>) -> Option<&H> {
+        let e = self.live.get_mut(&id)?;
+        let mut conn = (*e.conn).clone();
+        conn.grants = grants;
+        e.conn = Arc::new(conn);
+        Some(&e.handle)
+    }
+
     fn end(&mut self, id: ConnId, reason: EndReason) -> Option<Ended<H>> {
         let conn = self.live.get(&id)?.conn.clone();
         self.forget(id).map(|handle| Ended {

@@ -223,6 +223,7 @@ impl Hooks {
         let ender = Arc::new(SessionEnder {
             tx,
             stats: self.stats.clone(),
+            auth: auth.clone(),
         });
         let id = self.runtime.enforcer.admit(auth.conn.clone(), ender);
         let _ = auth.id.set(id);
@@ -250,7 +251,12 @@ impl Hooks {
     async fn check(&self, s: &Session, action: Action, topic: &str) -> Option<DenyCode> {
         let denial = |attrs: &rmqtt::types::ExtraAttrs| match attrs.get::<Arc<SessionAuth>>(ATTR) {
             None => Some(DenyCode::MissingToken),
-            Some(a) => a.conn.grants.check(action, topic).denial().map(|d| d.code),
+            Some(a) => a
+                .grants
+                .load()
+                .check(action, topic)
+                .denial()
+                .map(|d| d.code),
         };
         // Only `connected` ever writes, once, before the first message: the lock is free here.
         // `try_read` does not yield to the scheduler the way an awaited acquire does (tokio's

@@ -107,8 +107,11 @@ impl Default for MqttConfig {
 /// What a connected session may do, kept in the session for its lifetime.
 #[derive(Debug)]
 pub struct SessionAuth {
-    /// What the session was admitted on: principal, token, grants for the per-message checks.
+    /// What the session was admitted on: principal, token, grants.
     pub conn: Arc<LiveConn>,
+    /// The grants every SUBSCRIBE and PUBLISH is checked against: the admitted ones, or what a
+    /// later change widened them to (a narrowing change closes the session instead).
+    grants: arc_swap::ArcSwap<broker_auth::grants::CompiledGrants>,
     /// Its key in the runtime's registry, once admitted.
     id: std::sync::OnceLock<ConnId>,
     /// Set when the session went away (rmqtt reports it more than once).
@@ -118,6 +121,7 @@ pub struct SessionAuth {
 impl SessionAuth {
     fn new(conn: LiveConn) -> Self {
         SessionAuth {
+            grants: arc_swap::ArcSwap::new(conn.grants.clone()),
             conn: Arc::new(conn),
             id: Default::default(),
             gone: Default::default(),
@@ -129,6 +133,7 @@ impl SessionAuth {
 struct SessionEnder {
     tx: Tx,
     stats: Arc<MqttStats>,
+    auth: Arc<SessionAuth>,
 }
 
 impl Ender for SessionEnder {
@@ -138,6 +143,17 @@ impl Ender for SessionEnder {
         let _ = self
             .tx
             .unbounded_send(Message::Closed(Reason::from_static(reason.as_str())));
+    }
+
+    fn widen(&self, grants: &Arc<broker_auth::grants::CompiledGrants>) {
+        self.auth.grants.store(grants.clone());
+    }
+}
+
+impl SessionAuth {
+    /// The grants messages are checked against now.
+    pub fn grants(&self) -> Arc<broker_auth::grants::CompiledGrants> {
+        self.grants.load_full()
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use broker_auth::enforce::{ConnId, EndReason, Ended, LiveConn, Registry};
+use broker_auth::grants::CompiledGrants;
 use broker_auth::revocation::Revoked;
 use tokio::sync::Notify;
 
@@ -22,6 +23,11 @@ use crate::live::{Generation, LiveAuth};
 pub trait Ender: Send + Sync {
     /// Close the connection admitted as `conn`, for `reason`.
     fn end(&self, conn: &LiveConn, reason: EndReason);
+
+    /// A policy or identity change widened the connection's grants. An adapter that checks every
+    /// message (MQTT) applies them now; one whose permissions were handed to the broker at
+    /// connect (NATS: they are in the user JWT) keeps its old ones until it reconnects.
+    fn widen(&self, _grants: &Arc<CompiledGrants>) {}
 }
 
 type Handle = Arc<dyn Ender>;
@@ -108,24 +114,38 @@ impl Enforcer {
             .map(|exp| exp.saturating_add(leeway).saturating_mul(1000))
     }
 
-    /// Recompute the grants of `conns` under the inputs as they are now; end those narrowed.
+    /// Recompute the grants of `conns` under the inputs as they are now: end those narrowed,
+    /// hand the grown grants to the others' adapters.
     fn regrant(&self, live: &LiveAuth, conns: Vec<(ConnId, Arc<LiveConn>)>, reason: EndReason) {
         let policy = live.policy();
-        let narrowed: Vec<ConnId> = conns
-            .into_iter()
-            .filter(|(_, c)| {
-                let now = current_principal(live, c);
-                // A principal that no longer validates, or a policy that fails on it, cannot be
-                // shown to still deserve its grants: end it (it reconnects and is decided anew).
-                match now.map(|p| policy.grants_cached(&p)) {
-                    Ok(Ok(g)) => c.narrowed_by(&g),
-                    _ => true,
+        let mut narrowed = Vec::new();
+        let mut widened = Vec::new();
+        for (id, c) in conns {
+            let now = current_principal(live, &c);
+            // A principal that no longer validates, or a policy that fails on it, cannot be
+            // shown to still deserve its grants: end it (it reconnects and is decided anew).
+            match now.map(|p| policy.grants_cached(&p)) {
+                Ok(Ok(g)) if !c.narrowed_by(&g) => {
+                    if *g != *c.grants {
+                        widened.push((id, g));
+                    }
                 }
-            })
-            .map(|(id, _)| id)
-            .collect();
-        let ended = self.lock().end_all(narrowed, reason);
+                _ => narrowed.push(id),
+            }
+        }
+        let (ended, grown) = {
+            let mut reg = self.lock();
+            let ended = reg.end_all(narrowed, reason);
+            let grown: Vec<(Handle, Arc<CompiledGrants>)> = widened
+                .into_iter()
+                .filter_map(|(id, g)| reg.regrant(id, g.clone()).map(|h| (h.clone(), g)))
+                .collect();
+            (ended, grown)
+        };
         self.close(ended);
+        for (handle, grants) in grown {
+            handle.widen(&grants);
+        }
     }
 }
 

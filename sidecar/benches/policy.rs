@@ -116,7 +116,8 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
     let state = sidecar::serve::build_state(args, store.clone(), Arc::new(SystemClock)).unwrap();
-    let key = sidecar::apikeys::generate("bench", vec!["admin".into()], vec![], None, 30, 0);
+    let now = sidecar::clock::Clock::now(&SystemClock);
+    let key = sidecar::apikeys::generate("bench", vec!["admin".into()], vec![], None, 30, now);
     store.put_api_key(&key.record).unwrap();
 
     let deploys: Vec<Duration> = (0..10)

@@ -78,6 +78,18 @@ impl World {
 
     /// Admit `sub` as the policy grants it now.
     fn admit(&self, sub: &str, kind: &str, roles: &[&str], sid: &str, exp: i64) {
+        self.admit_with(sub, kind, roles, sid, exp, self.ender.clone());
+    }
+
+    fn admit_with(
+        &self,
+        sub: &str,
+        kind: &str,
+        roles: &[&str],
+        sid: &str,
+        exp: i64,
+        ender: Arc<dyn Ender>,
+    ) {
         let principal = Principal {
             id: sub.into(),
             kind: kind.parse().unwrap(),
@@ -98,7 +110,7 @@ impl World {
             exp,
             grants,
         };
-        self.enforcer.admit(Arc::new(conn), self.ender.clone());
+        self.enforcer.admit(Arc::new(conn), ender);
     }
 
     async fn next_end(&mut self) -> (String, EndReason) {
@@ -194,4 +206,41 @@ async fn an_identity_change_that_keeps_the_grants_ends_nothing() {
     w.clock.advance(90);
     assert_eq!(w.next_end().await, ("dev-a".into(), EndReason::Expired));
     assert_eq!(w.enforcer.len(), 1);
+}
+
+/// Records ends through the world's recorder, and what grants grew to.
+struct Widening(Arc<Recorder>, mpsc::UnboundedSender<Vec<String>>);
+
+impl Ender for Widening {
+    fn end(&self, conn: &LiveConn, reason: EndReason) {
+        self.0.end(conn, reason);
+    }
+
+    fn widen(&self, grants: &Arc<CompiledGrants>) {
+        let _ = self.1.send(grants.source().subscribe.clone());
+    }
+}
+
+#[tokio::test]
+async fn grants_that_grew_are_handed_on_and_a_later_narrowing_is_judged_against_them() {
+    let mut w = World::start();
+    let (tx, mut widened) = mpsc::unbounded_channel();
+    let ender = Arc::new(Widening(w.ender.clone(), tx));
+    w.admit_with("dev-a", "device", &[], "s1", NOW + 600, ender);
+    let wider = POLICY.replace(
+        r#""subscribe": rw"#,
+        r#""subscribe": array.concat(rw, ["fleet/#"])"#,
+    );
+    w.live.set_policy(policy(&wider));
+    let grown = tokio::time::timeout(Duration::from_secs(5), widened.recv())
+        .await
+        .expect("widened in time");
+    assert_eq!(grown, Some(vec!["fleet/#".to_owned()]));
+    assert!(w.nothing_ended(), "grants that grew end nothing");
+    // Back to the first policy: narrower than what the connection holds *now*, so it ends.
+    w.live.set_policy(policy(POLICY));
+    assert_eq!(
+        w.next_end().await,
+        ("dev-a".into(), EndReason::PolicyChanged)
+    );
 }

@@ -209,19 +209,34 @@ async fn an_admin_edits_validates_deploys_and_rolls_back_on_the_page_in_chromium
         expect_line(&mut out, &mut child, "deployed").await["version"],
         2
     );
-    // A session's grants are decided at CONNECT, and a deploy that widens them leaves live
-    // sessions as they are (only narrowed ones are ended): the device's next session has them.
+    // The live session's next SUBSCRIBE is granted: a deploy that widens grants reaches live
+    // MQTT sessions (within a second), not only their next CONNECT.
+    let deployed = std::time::Instant::now();
+    loop {
+        let code = subscribe(&live, &mut live_el, "fleet/#").await;
+        if granted(code) {
+            break;
+        }
+        assert!(
+            deployed.elapsed() < Duration::from_secs(1),
+            "deployed, yet the live session is refused after {:?}: {code:?}\n{}",
+            deployed.elapsed(),
+            server.log()
+        );
+    }
     let after_deploy = fresh_subscribe(port, "editor-after-deploy", &token).await;
-    assert!(
-        granted(after_deploy),
-        "deployed, yet refused: {after_deploy:?}\n{}",
-        server.log()
-    );
+    assert!(granted(after_deploy), "a new session: {after_deploy:?}");
     stdin.write_all(b"continue\n").await.unwrap();
 
     assert_eq!(
         expect_line(&mut out, &mut child, "rolled-back").await["version"],
         3
+    );
+    // The rollback narrows the live session's grants: it is closed, and a new one is refused.
+    let took = super::enforcement::mqtt_closed(&mut live_el).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "closed {took:?} after the rollback"
     );
     let after_rollback = fresh_subscribe(port, "editor-after-rollback", &token).await;
     assert!(

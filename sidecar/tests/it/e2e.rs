@@ -249,11 +249,21 @@ fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
         let f = f.unwrap().path();
         std::fs::copy(&f, policies.join(f.file_name().unwrap())).unwrap();
     }
+    let admin = bootstrap(&dir.path().join("data"));
     let server = Server::start(
         &dir.path().join("data"),
         &["--policies", policies.to_str().unwrap()],
     );
     let c = Client::new();
+    let live = || -> Value {
+        c.get(server.url("/policies"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()
+    };
+    assert_eq!(live()["version"], 1, "the directory seeded version 1");
     let packages = || -> Value {
         c.get(server.url("/health"))
             .send()
@@ -273,6 +283,12 @@ fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
         packages().as_array().is_some_and(|a| a.len() == 3)
     });
     assert!(reloaded, "edit not picked up:\n{}", server.log());
+    let v2 = live();
+    assert_eq!(v2["version"], 2, "the edit is a new version: {v2}");
+    assert_eq!(
+        (v2["source"].as_str(), v2["author"].as_str()),
+        (Some("dir"), Some("dir"))
+    );
     // A broken edit is refused: the previous set keeps serving, and the log says where.
     std::fs::write(
         policies.join("extra.rego"),
@@ -289,4 +305,15 @@ fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
         server.log()
     );
     assert_eq!(packages().as_array().unwrap().len(), 3);
+    assert_eq!(live()["version"], 2, "a refused edit makes no version");
+    let metrics = c
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(r#"broker_auth_policy_changes_total{source="dir",result="refused"} 1"#),
+        "{metrics}"
+    );
 }

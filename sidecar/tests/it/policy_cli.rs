@@ -152,3 +152,52 @@ fn eval_prints_the_decision_and_explains_it() {
     let o = sidecar(&["policy", "eval", "--input", "/nonexistent.json"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn diff_prints_who_gains_and_who_loses_between_two_directories() {
+    // Devices without a tenant also subscribe `fleet/#` (the shipped tests' device has one).
+    let new = broken_copy(|s| {
+        s.replace(
+            r#"device_subscribe(p) := {sprintf("devices/%s/cmd/#", [d]) | some d in acts_for(p)}"#,
+            r#"device_subscribe(p) := {sprintf("devices/%s/cmd/#", [d]) | some d in acts_for(p)} | {"fleet/#" | p.type == "device"; not p.tenant}"#,
+        )
+    });
+    let principals = new.path().join("principals.jsonl");
+    std::fs::write(
+        &principals,
+        "# one per line\n{\"id\": \"dev-A1\", \"type\": \"device\"}\n\n{\"id\": \"dev-T1\", \"type\": \"device\", \"tenant\": \"t1\"}\n",
+    )
+    .unwrap();
+    let old = shipped();
+    let (old, new_dir) = (old.to_str().unwrap(), new.path().to_str().unwrap());
+    let o = sidecar(&[
+        "policy",
+        "diff",
+        old,
+        new_dir,
+        "--principals",
+        principals.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["principals_examined"], 2);
+    let changed = v["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "only the device without a tenant: {v}");
+    assert_eq!(changed[0]["principal"]["id"], "dev-A1");
+    assert_eq!(
+        changed[0]["subscribe"]["added"],
+        serde_json::json!(["fleet/#"])
+    );
+    assert_eq!(changed[0]["subscribe"]["removed"], serde_json::json!([]));
+    // Without principals: one of every type × shipped role; the same policy changes nobody.
+    let o = sidecar(&["policy", "diff", old, old]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["principals_examined"].as_u64().unwrap() >= 40, "{v}");
+    assert_eq!(v["changed"], serde_json::json!([]));
+    // A bundle that fails the gate is refused, with where.
+    let broken = broken_copy(|s| s.replace("grants := grants_for(input.principal)", "grants := ("));
+    let o = sidecar(&["policy", "diff", old, broken.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("broker.rego:"), "{}", text(&o));
+}

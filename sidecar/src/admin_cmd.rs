@@ -20,8 +20,10 @@ fn init_logging(json: bool) {
             filter = filter.add_directive(d);
         }
     }
+    // Colour only for a person at a terminal: a log file or a collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         let _ = builder.json().try_init();

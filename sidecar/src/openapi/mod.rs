@@ -10,7 +10,7 @@ use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nat
 #[openapi(
     info(
         title = "broker-auth sidecar",
-        description = "Identities, key login, device announce and refresh, revocation."
+        description = "Authentication and authorization for MQTT and NATS brokers: identities and key login, device announce and refresh, apps, roles and API keys, login sessions, an OAuth2 server and upstream OpenID login, mosquitto-go-auth compatible broker routes, the NATS provisioner and resolver, revocations, and versioned Rego policies with a deploy gate and access diffs."
     ),
     components(schemas(
         identity::RegisterRequest,

@@ -301,8 +301,21 @@ async fn jwks_rotation_and_docs() {
         "/v1/announce",
         "/v1/auth/refresh",
         "/v1/revocations",
+        "/policies",
+        "/policies/versions/{n}",
+        "/policies/validate",
+        "/policies/rollback",
+        "/policies/eval",
+        "/policies/diff",
     ] {
         assert!(doc["paths"][p].is_object(), "{p} missing from OpenAPI");
+    }
+    let about = doc["info"]["description"].as_str().unwrap();
+    for part in ["MQTT and NATS", "OAuth2", "provisioner", "Rego policies"] {
+        assert!(
+            about.contains(part),
+            "the description says what the service is: {about}"
+        );
     }
     let codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"]
         .as_array()

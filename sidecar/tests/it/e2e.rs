@@ -306,6 +306,10 @@ fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
     );
     assert_eq!(packages().as_array().unwrap().len(), 3);
     assert_eq!(live()["version"], 2, "a refused edit makes no version");
+    assert!(
+        !server.log().contains('\u{1b}'),
+        "logs to a file are plain text, no colour codes"
+    );
     let metrics = c
         .get(server.url("/metrics"))
         .send()

@@ -254,6 +254,48 @@ fn start_provisioner_nats(state: &State) -> Result<(), SidecarError> {
     Ok(())
 }
 
+/// The file a first start writes its admin API key to.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+
+/// A store with no usable admin API key (none, or all expired or revoked) gets one, written to
+/// `DATA_DIR/admin.key` (0600) once the store has it durably, so a first `serve` leads somewhere
+/// without stopping for `bootstrap`. The log says where the key is, never the key.
+async fn first_start_admin(
+    store: &dyn Store,
+    data_dir: &std::path::Path,
+    now: i64,
+) -> Result<(), SidecarError> {
+    let usable = |k: &crate::store::ApiKeyRecord| {
+        k.scopes.iter().any(|s| s == "admin") && k.revoked_at.is_none() && k.expires_at > now
+    };
+    if store.api_keys()?.iter().any(usable) {
+        return Ok(());
+    }
+    let new = crate::apikeys::generate(
+        "first start admin",
+        vec!["admin".into()],
+        vec![],
+        None,
+        90,
+        now,
+    );
+    store.put_api_key(&new.record)?;
+    store.flush().await?;
+    let path = data_dir.join(ADMIN_KEY_FILE);
+    // A file left from before holds a key the store no longer accepts.
+    if path.exists() {
+        std::fs::remove_file(&path).map_err(|e| {
+            SidecarError::config_from(format!("cannot replace {}", path.display()), e)
+        })?;
+    }
+    broker_auth_runtime::secret_file::write_private(&path, format!("{}\n", new.key).as_bytes())
+        .map_err(|e| SidecarError::config_from("", e))?;
+    tracing::warn!(path = %path.display(), key_id = %new.record.id, expires_in_days = 90,
+        "no admin API key in the store: created one and wrote it to this file (mode 0600); \
+         use it as the bearer token of the admin routes");
+    Ok(())
+}
+
 /// Edits of the `--policies` directory become versions through the gate, one at a time.
 async fn follow_policy_dir(state: State) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -277,6 +319,7 @@ pub async fn run(
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), SidecarError> {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.data_dir)?);
+    first_start_admin(store.as_ref(), &config.store.data_dir, SystemClock.now()).await?;
     let listen = config.listen;
     let state = build_state(config, store.clone(), Arc::new(SystemClock))?;
     let listener = tokio::net::TcpListener::bind(listen)

@@ -167,6 +167,8 @@ pub trait ApiKeyStore: Durable {
     fn put_api_key(&self, rec: &ApiKeyRecord) -> StoreResult<()>;
     /// One API key record by key id.
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// Every API key record (there are few: admins', apps', integrations').
+    fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
 }
 
 /// Token signing keys (encrypted private halves).

@@ -270,6 +270,10 @@ impl ApiKeyStore for SledStore {
     fn api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
         Self::get(&self.api_keys, "api_keys", id.as_bytes())
     }
+
+    fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        Self::all_in(&self.api_keys, "api_keys")
+    }
 }
 
 impl SigningKeyStore for SledStore {

@@ -8,6 +8,7 @@ mod broker_routes;
 mod conventions;
 mod device_routes;
 mod e2e;
+mod first_start;
 mod enforcement;
 mod harness;
 mod identity_changes;

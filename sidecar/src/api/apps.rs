@@ -214,7 +214,7 @@ fn app_routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let s = move || with_state(state.clone());
     let apps_get = warp::path!("apps")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(s())
         .and(bearer())
         .and_then(|st: State, b| async move { list_apps(&st, b).map_err(reject) });
@@ -225,7 +225,7 @@ fn app_routes(
         .and(json_body::<NewApp>())
         .and_then(|st, b, r| async move { create_app(st, b, r).await.map_err(reject) });
     let roles_get = warp::path!("apps" / String / "roles")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(s())
         .and(bearer())
         .and_then(

@@ -187,7 +187,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(json_body::<RefreshRequest>())
         .and_then(refresh);
     let feed_r = warp::path!("v1" / "revocations")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state))
         .and(warp::query::<FeedQuery>())
         .and(bearer())

@@ -53,17 +53,20 @@ async fn swagger(
 
 pub fn routes() -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     let config = Arc::new(utoipa_swagger_ui::Config::from("/openapi.json"));
-    let spec = warp::path!("openapi.json").and(warp::get()).map(|| {
-        warp::reply::with_header(openapi_json(), "content-type", "application/json").into_response()
-    });
+    let spec = warp::path!("openapi.json")
+        .and(crate::api::extract::get())
+        .map(|| {
+            warp::reply::with_header(openapi_json(), "content-type", "application/json")
+                .into_response()
+        });
     let docs = warp::path("docs")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(warp::path::full())
         .and(warp::path::tail())
         .and(warp::any().map(move || config.clone()))
         .and_then(swagger);
     let redoc = warp::path!("redoc")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .map(|| warp::reply::html(redoc_html()).into_response());
     spec.or(docs).unify().or(redoc).unify().boxed()
 }

@@ -231,6 +231,12 @@ pub fn limited(
         .untuple_one()
 }
 
+/// GET, or HEAD on the same route: hyper answers a HEAD with the GET's status and headers and
+/// no body, so every readable route answers both (probes and caches use HEAD).
+pub fn get() -> warp::filters::BoxedFilter<()> {
+    warp::get().or(warp::head()).unify().boxed()
+}
+
 /// `Authorization: Bearer <credential>`, if present.
 pub fn bearer() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").map(|h: Option<String>| {

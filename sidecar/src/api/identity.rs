@@ -220,13 +220,13 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(json_body::<RegisterRequest>())
         .and_then(register);
     let get_one = warp::path!("identity" / String)
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /identity/{id}"))
         .and(with_state(state.clone()))
         .and(bearer())
         .and_then(|id, s, b| get_one(s, id, b));
     let list = warp::path!("identity")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /identity"))
         .and(with_state(state.clone()))
         .and(warp::query::<ListQuery>())
@@ -246,7 +246,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(bearer())
         .and_then(|id, s, b| disable(s, id, b));
     let me = warp::path!("auth" / "me")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /auth/me"))
         .and(with_state(state))
         .and(bearer())

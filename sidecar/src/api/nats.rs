@@ -116,11 +116,11 @@ pub fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let index = warp::path!("jwt" / "v1" / "accounts")
         .and(warp::path::end())
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(|s: State| async move { resolve(&s, None).map_err(reject) });
     let one = warp::path!("jwt" / "v1" / "accounts" / String)
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(|k: String, s: State| async move { resolve(&s, Some(&k)).map_err(reject) });
     let write = |st: State| secret_gate(st.clone()).and(with_state(st));

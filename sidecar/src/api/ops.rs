@@ -81,23 +81,23 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
     // Exempt from rate limits (http-api.md): health probes and key discovery are called by
     // infrastructure on every start.
     let health_r = warp::path!("health")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(health);
     let healthz_r = warp::path!("healthz")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(healthz);
     let metrics_r = warp::path!("metrics")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(metrics);
     let jwks_r = warp::path!(".well-known" / "jwks.json")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state.clone()))
         .and_then(jwks);
     let bans_r = warp::path!("admin" / "bans")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /admin/bans"))
         .and(with_state(state.clone()))
         .and(bearer())

@@ -241,20 +241,20 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
     let s = || with_state(state.clone());
     let lim = |route| limited(state.clone(), route);
     let live_r = warp::path!("policies")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(lim("GET /policies"))
         .and(s())
         .and(bearer())
         .and_then(get_live);
     let list_r = warp::path!("policies" / "versions")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(lim("GET /policies/versions"))
         .and(warp::query::<VersionsQuery>())
         .and(s())
         .and(bearer())
         .and_then(list);
     let one_r = warp::path!("policies" / "versions" / u64)
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(lim("GET /policies/versions/{n}"))
         .and(s())
         .and(bearer())

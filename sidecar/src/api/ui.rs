@@ -38,17 +38,12 @@ fn asset(name: &str) -> Result<warp::reply::Response, Rejection> {
     }
 }
 
-/// GET, or HEAD (hyper sends the headers and drops the body).
-fn get_or_head() -> warp::filters::BoxedFilter<()> {
-    warp::get().or(warp::head()).unify().boxed()
-}
-
 pub fn routes() -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     let page = warp::path!("ui" / "policies")
-        .and(get_or_head())
+        .and(crate::api::extract::get())
         .map(|| file(PAGE, HTML));
     let assets = warp::path!("ui" / "assets" / String)
-        .and(get_or_head())
+        .and(crate::api::extract::get())
         .and_then(|name: String| async move { asset(&name) });
     page.or(assets).unify().boxed()
 }

@@ -161,7 +161,7 @@ async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, S
 
 pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     let start = warp::path!("oauth" / "authorize")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /oauth/authorize"))
         .and(with_state(state.clone()))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())

@@ -135,7 +135,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(json_body::<NewClient>())
         .and_then(create);
     let list = warp::path!("oauth" / "clients")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(limited(state.clone(), "GET /oauth/clients"))
         .and(with_state(state.clone()))
         .and(bearer())

@@ -124,14 +124,14 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
             },
         );
     let userinfo = warp::path!("oauth" / "userinfo")
-        .and(warp::get().or(warp::post()).unify())
+        .and(crate::api::extract::get().or(warp::post()).unify())
         .and(with_state(state.clone()))
         .and(bearer())
         .and_then(|state: State, b: Option<String>| async move {
             userinfo(&state, b.as_deref()).map_err(reject)
         });
     let discovery = warp::path!(".well-known" / "openid-configuration")
-        .and(warp::get())
+        .and(crate::api::extract::get())
         .and(with_state(state))
         .map(|state: State| discovery(&state));
     token.or(userinfo).unify().or(discovery).unify().boxed()

@@ -321,3 +321,55 @@ fn an_edited_policy_takes_effect_and_a_broken_one_is_refused() {
         "{metrics}"
     );
 }
+
+#[test]
+fn head_answers_every_get_route_like_get_without_a_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let admin = bootstrap(&data);
+    let server = Server::start(
+        &data,
+        &["--mqtt-listen", "off", "--rate-limit", "100000/60"],
+    );
+    let c = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let doc: Value = c
+        .get(server.url("/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut paths: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(p, ops)| ops.get("get").is_some() && !p.contains('{'))
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert!(paths.len() >= 10, "{paths:?}");
+    paths.extend(
+        [
+            "/openapi.json",
+            "/docs",
+            "/docs/",
+            "/redoc",
+            "/ui/policies",
+            "/ui/assets/policies.js",
+        ]
+        .map(String::from),
+    );
+    for p in &paths {
+        let get = c.get(server.url(p)).bearer_auth(&admin).send().unwrap();
+        let head = c.head(server.url(p)).bearer_auth(&admin).send().unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {p}");
+        assert_ne!(head.status().as_u16(), 405, "HEAD {p}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {p}"
+        );
+        assert!(head.bytes().unwrap().is_empty(), "HEAD {p} has no body");
+    }
+}

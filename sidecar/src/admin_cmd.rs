@@ -136,3 +136,40 @@ pub fn init_operator(
     print!("{}", done.config_block);
     Ok(ExitCode::SUCCESS)
 }
+
+/// `sidecar healthcheck`: one `GET /healthz` over plain HTTP/1.0, 3 s at most.
+pub fn healthcheck(mut addr: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let answer = std::net::TcpStream::connect_timeout(&addr, timeout).and_then(|mut s| {
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(head)
+    });
+    match answer {
+        // "HTTP/1.x 204" or "HTTP/1.x 200"
+        Ok(head) if head.starts_with(b"HTTP/1.") && matches!(&head[9..12], b"204" | b"200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(head) => {
+            eprintln!(
+                "unhealthy: {addr}/healthz answered {}",
+                String::from_utf8_lossy(&head)
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: no answer from {addr}/healthz: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

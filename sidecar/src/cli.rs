@@ -52,6 +52,13 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Exit 0 when the server on LISTEN_ADDR answers `/healthz` (its store answers), 1 otherwise:
+    /// a container HEALTHCHECK that needs no curl in the image.
+    Healthcheck {
+        /// The server's address (`0.0.0.0` and `::` mean this host's loopback).
+        #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Author, test and dry-run Rego policies.
     Policy {
         #[command(subcommand)]
@@ -117,6 +124,7 @@ pub enum PolicyCommand {
 pub fn run(cli: Cli) -> Result<ExitCode, SidecarError> {
     match cli.command {
         Command::Policy { command } => crate::policy_cmd::run(command),
+        Command::Healthcheck { listen } => Ok(crate::admin_cmd::healthcheck(listen)),
         Command::Serve(args) => crate::admin_cmd::serve(*args),
         Command::Bootstrap {
             store,

@@ -58,3 +58,37 @@ fn a_bootstrapped_store_gets_no_key_file() {
     assert!(!data.join("admin.key").exists());
     assert_eq!(identities_status(&server, &admin), 200);
 }
+
+/// `sidecar healthcheck` (the image's HEALTHCHECK) for an address.
+fn healthcheck(listen: &str) -> std::process::Output {
+    std::process::Command::new(super::server::bin())
+        .args(["healthcheck", "--listen", listen])
+        .env_remove("LISTEN_ADDR")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_healthcheck_command_passes_for_a_serving_sidecar_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(&dir.path().join("data"), &["--mqtt-listen", "off"]);
+    // 0.0.0.0 (how a container listens) means this host's loopback.
+    for listen in [
+        format!("127.0.0.1:{}", server.port),
+        format!("0.0.0.0:{}", server.port),
+    ] {
+        let o = healthcheck(&listen);
+        assert!(
+            o.status.success(),
+            "{listen}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    server.kill9();
+    let o = healthcheck(&format!("127.0.0.1:{}", server.port));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("unhealthy"),
+        "{o:?}"
+    );
+}

@@ -188,6 +188,19 @@ impl MqttGauges {
     }
 }
 
+/// The live policy version and the changes by source and result, registered.
+fn policy_metrics(registry: &mut Registry) -> (Gauge, Family<PolicyChangeLabels, Counter>) {
+    let version = Gauge::default();
+    let changes = Family::<PolicyChangeLabels, Counter>::default();
+    registry.register("policy_version", "The live policy version", version.clone());
+    registry.register(
+        "policy_changes",
+        "Policy changes by source and result",
+        changes.clone(),
+    );
+    (version, changes)
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("broker_auth");
@@ -247,18 +260,7 @@ impl Default for Metrics {
         );
         let mqtt = MqttGauges::default();
         mqtt.register(&mut registry);
-        let policy_version = Gauge::default();
-        let policy_changes = Family::<PolicyChangeLabels, Counter>::default();
-        registry.register(
-            "policy_version",
-            "The live policy version",
-            policy_version.clone(),
-        );
-        registry.register(
-            "policy_changes",
-            "Policy changes by source and result",
-            policy_changes.clone(),
-        );
+        let (policy_version, policy_changes) = policy_metrics(&mut registry);
         Metrics {
             registry,
             policy_version,

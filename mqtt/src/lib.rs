@@ -150,13 +150,6 @@ impl Ender for SessionEnder {
     }
 }
 
-impl SessionAuth {
-    /// The grants messages are checked against now.
-    pub fn grants(&self) -> Arc<broker_auth::grants::CompiledGrants> {
-        self.grants.load_full()
-    }
-}
-
 /// A running embedded broker.
 pub struct EmbeddedBroker {
     addrs: BoundAddrs,

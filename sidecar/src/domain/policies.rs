@@ -69,6 +69,21 @@ pub struct Change {
     pub base: Option<u64>,
 }
 
+impl Change {
+    /// The record of `bundle` as this change (the store numbers it).
+    fn record(self, bundle: &Bundle, now: i64) -> PolicyVersionRecord {
+        PolicyVersionRecord {
+            version: 0,
+            hash: bundle.hash(),
+            created_at: now,
+            author: self.author,
+            source: self.origin,
+            message: self.message,
+            files: bundle.files().clone(),
+        }
+    }
+}
+
 /// Gate `bundle`, store it as the next version if `change.base` is still live, and serve it.
 pub async fn commit(
     state: &AppState,
@@ -77,8 +92,7 @@ pub async fn commit(
 ) -> Result<PolicyVersionRecord, SidecarError> {
     let _one_at_a_time = state.policy_lock.lock().await;
     let hash = bundle.hash();
-    let files = bundle.files().clone();
-    let g = match gated(bundle).await {
+    let g = match gated(bundle.clone()).await {
         Ok(g) => g,
         Err(e) => {
             count(state, change.origin, "refused");
@@ -88,21 +102,16 @@ pub async fn commit(
         }
     };
     let store: &dyn PolicyStore = state.store.as_ref();
-    let live = store.live_policy()?.map(|r| r.version);
-    let base = change.base.or(live);
-    let rec = PolicyVersionRecord {
-        version: 0,
-        hash,
-        created_at: state.now(),
-        author: change.author,
-        source: change.origin,
-        message: change.message,
-        files,
+    let base = match change.base {
+        Some(b) => Some(b),
+        None => store.live_policy()?.map(|r| r.version),
     };
+    let origin = change.origin;
+    let rec = change.record(&bundle, state.now());
     let stored = match store.deploy_policy(&rec, base) {
         Ok(s) => s,
         Err(crate::store::StoreError::Conflict(why)) => {
-            count(state, change.origin, "conflict");
+            count(state, origin, "conflict");
             return Err(SidecarError::Conflict(format!(
                 "{why}: reload, merge your edit onto it and deploy again"
             )));
@@ -111,7 +120,7 @@ pub async fn commit(
     };
     store.flush().await?;
     serve_version(state, g.set, &stored);
-    count(state, change.origin, "deployed");
+    count(state, origin, "deployed");
     tracing::info!(version = stored.version, source = stored.source.as_str(), author = %stored.author,
         hash = %stored.hash, "policy deployed");
     Ok(without_files(stored))
@@ -424,7 +433,7 @@ pub fn startup(
     let Some(live) = store.live_policy()? else {
         let bundle = from_dir.map_err(|e| SidecarError::policy_from("", e))?;
         let change = dir_change(format!("seeded from {}", dir.display()));
-        return store_gated(store, bundle, change, None, now);
+        return store_gated(store, bundle, change, now);
     };
     if let Ok(bundle) = from_dir {
         let hash = bundle.hash();
@@ -434,8 +443,11 @@ pub fn startup(
             .find(|v| v.source == PolicyOrigin::Dir)
             .map(|v| v.hash);
         if hash != live.hash && last_dir.as_deref() != Some(hash.as_str()) {
-            let change = dir_change(format!("{} edited while stopped", dir.display()));
-            match store_gated(store, bundle, change, Some(live.version), now) {
+            let change = Change {
+                base: Some(live.version),
+                ..dir_change(format!("{} edited while stopped", dir.display()))
+            };
+            match store_gated(store, bundle, change, now) {
                 Ok(set) => return Ok(set),
                 Err(e) => tracing::warn!(error = %e, version = live.version,
                     "the policy directory's edit is refused; the stored live version serves"),
@@ -455,20 +467,11 @@ fn store_gated(
     store: &dyn PolicyStore,
     bundle: Bundle,
     change: Change,
-    base: Option<u64>,
     now: i64,
 ) -> Result<PolicySet, SidecarError> {
     let g = gate(&bundle).map_err(refused)?;
-    let rec = PolicyVersionRecord {
-        version: 0,
-        hash: bundle.hash(),
-        created_at: now,
-        author: change.author,
-        source: change.origin,
-        message: change.message,
-        files: bundle.files().clone(),
-    };
-    let stored = store.deploy_policy(&rec, base)?;
+    let base = change.base;
+    let stored = store.deploy_policy(&change.record(&bundle, now), base)?;
     tracing::info!(version = stored.version, source = "dir", hash = %stored.hash, "policy version stored");
     Ok(g.set.with_version(stored.version))
 }

@@ -21,26 +21,30 @@ struct Envelope<'a> {
     problems: Option<&'a [broker_auth::policy::bundle::Problem]>,
     /// POLICY_INVALID: the tests that ran.
     #[serde(skip_serializing_if = "Option::is_none")]
-    tests: Option<Vec<TestResult<'a>>>,
+    tests: Option<Vec<TestResult>>,
 }
 
-/// One `test_*` rule's outcome, as the policy routes report it.
-#[derive(Serialize)]
-pub struct TestResult<'a> {
-    pub name: &'a str,
-    pub location: &'a str,
+/// One `test_*` rule's outcome, as the policy routes report it (in a 422 and in a 200 of
+/// `POST /policies/validate`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TestResult {
+    /// `data.<package>.test_<name>`.
+    pub name: String,
+    /// `file:line`.
+    pub location: String,
     pub passed: bool,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
 }
 
-impl<'a> TestResult<'a> {
-    pub fn of(o: &'a broker_auth::policy::TestOutcome) -> Self {
+impl From<&broker_auth::policy::TestOutcome> for TestResult {
+    fn from(o: &broker_auth::policy::TestOutcome) -> Self {
         TestResult {
-            name: &o.rule,
-            location: &o.location,
+            name: o.rule.clone(),
+            location: o.location.clone(),
             passed: o.passed,
-            error: o.error.as_deref(),
+            error: o.error.clone(),
         }
     }
 }
@@ -244,7 +248,7 @@ pub fn reply_for(e: &SidecarError) -> warp::reply::Response {
         code,
         retry_after,
         problems: refusal.map(|r| r.problems.as_slice()),
-        tests: refusal.map(|r| r.tests.iter().map(TestResult::of).collect()),
+        tests: refusal.map(|r| r.tests.iter().map(TestResult::from).collect()),
     });
     let mut res = warp::reply::with_status(body, status).into_response();
     if let Some(v) = retry_after.and_then(|secs| secs.to_string().parse().ok()) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
@@ -115,26 +115,26 @@ fn evaluator_name(set: &broker_auth::policy::PolicySet) -> &'static str {
     }
 }
 
-fn meta(r: &PolicyVersionRecord) -> Value {
-    serde_json::to_value(PolicyVersion::from(r)).unwrap_or_default()
-}
-
 async fn get_live(
     state: State,
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
     let (rec, set) = domain::get_live(&state, bearer.as_deref()).map_err(reject)?;
-    let mut body = meta(&rec);
-    let files: Vec<Value> = rec
+    let files = rec
         .files
         .iter()
-        .map(|(name, text)| {
-            json!({"name": name, "bytes": text.len(), "sha256": crate::state::sha256_hex(text)})
+        .map(|(name, text)| FileInfo {
+            name: name.clone(),
+            bytes: text.len(),
+            sha256: crate::state::sha256_hex(text),
         })
         .collect();
-    body["evaluator"] = json!(evaluator_name(&set));
-    body["packages"] = json!(set.packages());
-    body["files"] = json!(files);
+    let body = LivePolicy {
+        version: PolicyVersion::from(&rec),
+        evaluator: evaluator_name(&set).to_owned(),
+        packages: set.packages().to_vec(),
+        files,
+    };
     Ok(warp::reply::json(&body).into_response())
 }
 
@@ -144,8 +144,10 @@ async fn list(
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
     let v = domain::versions(&state, bearer.as_deref(), q.limit, q.before).map_err(reject)?;
-    let versions: Vec<Value> = v.iter().map(meta).collect();
-    Ok(warp::reply::json(&json!({ "versions": versions })).into_response())
+    let body = PolicyVersions {
+        versions: v.iter().map(PolicyVersion::from).collect(),
+    };
+    Ok(warp::reply::json(&body).into_response())
 }
 
 async fn one(
@@ -154,8 +156,10 @@ async fn one(
     bearer: Option<String>,
 ) -> Result<warp::reply::Response, Rejection> {
     let rec = domain::version(&state, bearer.as_deref(), n).map_err(reject)?;
-    let mut body = meta(&rec);
-    body["files"] = json!(rec.files);
+    let body = PolicyVersionFiles {
+        version: PolicyVersion::from(&rec),
+        files: rec.files,
+    };
     Ok(warp::reply::json(&body).into_response())
 }
 
@@ -167,13 +171,18 @@ async fn validate(
     let (set, tests) = domain::validate(&state, bearer.as_deref(), req.files)
         .await
         .map_err(reject)?;
-    let tests: Vec<TestResult> = tests.outcomes.iter().map(TestResult::of).collect();
-    let body = json!({"valid": true, "evaluator": evaluator_name(&set), "tests": tests, "warnings": set.warnings()});
+    let body = Validated {
+        valid: true,
+        evaluator: evaluator_name(&set).to_owned(),
+        tests: tests.outcomes.iter().map(TestResult::from).collect(),
+        warnings: set.warnings().to_vec(),
+    };
     Ok(warp::reply::json(&body).into_response())
 }
 
 fn created(rec: &PolicyVersionRecord) -> warp::reply::Response {
-    warp::reply::with_status(warp::reply::json(&meta(rec)), StatusCode::CREATED).into_response()
+    let body = warp::reply::json(&PolicyVersion::from(rec));
+    warp::reply::with_status(body, StatusCode::CREATED).into_response()
 }
 
 async fn deploy(
@@ -312,7 +321,7 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .boxed()
 }
 
-// --- response shapes, for the OpenAPI document (the handlers build the same JSON) -------------
+// --- response shapes: what the handlers answer, and the OpenAPI document's schemas -------------
 
 /// One file of the live bundle.
 #[derive(Serialize, ToSchema)]
@@ -347,23 +356,12 @@ pub struct PolicyVersionFiles {
     pub files: Files,
 }
 
-/// One `test_*` rule's outcome.
-#[derive(Serialize, ToSchema)]
-pub struct TestOutcomeView {
-    /// `data.<package>.test_<name>`.
-    pub name: String,
-    /// `file:line`.
-    pub location: String,
-    pub passed: bool,
-    pub error: Option<String>,
-}
-
 /// `POST /policies/validate`: the bundle passed the gate.
 #[derive(Serialize, ToSchema)]
 pub struct Validated {
     pub valid: bool,
     pub evaluator: String,
-    pub tests: Vec<TestOutcomeView>,
+    pub tests: Vec<TestResult>,
     pub warnings: Vec<String>,
 }
 

@@ -58,7 +58,7 @@ use crate::api::{apps, broker, devices, error::ERROR_CODES, identity, login, nat
         policies::LivePolicy,
         policies::PolicyVersions,
         policies::PolicyVersionFiles,
-        policies::TestOutcomeView,
+        crate::api::error::TestResult,
         policies::Validated,
         policies::EvalResult,
         policies::PatternChangeView,

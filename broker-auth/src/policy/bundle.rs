@@ -166,31 +166,19 @@ pub struct Problem {
 /// The problems named in a policy error's text: every `--> file:line:col` location regorus
 /// reports, with the `error:` line after it; the whole text, unplaced, when there is none.
 pub fn problems_in(text: &str) -> Vec<Problem> {
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::new();
-    for (i, l) in lines.iter().enumerate() {
-        let Some(loc) = l.trim().strip_prefix("--> ") else {
-            continue;
-        };
-        let mut parts = loc.rsplitn(3, ':');
-        let (Some(col), Some(line), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let (Ok(line), Ok(col)) = (line.parse(), col.parse()) else {
-            continue;
-        };
-        let message = lines[i + 1..]
-            .iter()
-            .find_map(|l| l.trim().strip_prefix("error: "))
-            .unwrap_or("invalid policy")
-            .to_owned();
-        out.push(Problem {
-            file: Some(file.to_owned()),
-            line,
-            col,
-            message,
-        });
-    }
+    let mut out: Vec<Problem> = super::reported(text)
+        .into_iter()
+        .filter_map(|(loc, message)| {
+            let mut parts = loc.rsplitn(3, ':');
+            let (col, line, file) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(Problem {
+                file: Some(file.to_owned()),
+                line: line.parse().ok()?,
+                col: col.parse().ok()?,
+                message: message.unwrap_or("invalid policy").to_owned(),
+            })
+        })
+        .collect();
     if out.is_empty() {
         let first = text.lines().next().unwrap_or("invalid policy");
         out.push(Problem {

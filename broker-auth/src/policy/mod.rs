@@ -135,13 +135,28 @@ fn entry_err<E: std::fmt::Display + Into<crate::error::Cause>>(entry: &str, e: E
     Error::policy_from(format!("{entry}: {}", rego_message(&e.to_string())), e)
 }
 
+/// Where regorus's error text places its errors: each `--> file:line:col` line, with the
+/// `error: text` that follows it (the one reading of that format, for messages and problems).
+pub(crate) fn reported(raw: &str) -> Vec<(&str, Option<&str>)> {
+    let lines: Vec<&str> = raw.lines().map(str::trim).collect();
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let loc = l.strip_prefix("--> ")?;
+            let msg = lines[i + 1..]
+                .iter()
+                .find_map(|l| l.strip_prefix("error: "));
+            Some((loc, msg))
+        })
+        .collect()
+}
+
 /// regorus reports `\n--> file:line:col\n | snippet\nerror: text`; put `file:line:col: text` first
 /// so the location is the first thing a person (or grep) sees, and keep the snippet below it.
 pub fn rego_message(raw: &str) -> String {
-    let loc = raw.lines().find_map(|l| l.trim().strip_prefix("--> "));
-    let msg = raw.lines().find_map(|l| l.trim().strip_prefix("error: "));
-    match (loc, msg) {
-        (Some(loc), Some(msg)) => format!("{loc}: {msg}\n{}", raw.trim_matches('\n')),
+    match reported(raw).first() {
+        Some((loc, Some(msg))) => format!("{loc}: {msg}\n{}", raw.trim_matches('\n')),
         _ => raw.trim().to_owned(),
     }
 }

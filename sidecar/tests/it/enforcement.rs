@@ -179,7 +179,7 @@ async fn the_injected_clock_reaching_exp_ends_the_mqtt_session_and_the_nats_conn
 
 /// `sidecar serve` with the callout in process (kicks through the system account) and its own
 /// policy directory.
-pub(crate) fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, String) {
+fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) -> (Server, String) {
     let data = dir.join("data");
     let admin = bootstrap(&data);
     let mut flags = callout_flags(dir, nats);
@@ -191,7 +191,7 @@ pub(crate) fn serve_with_nats(dir: &Path, nats: &NatsServer, policies: &Path) ->
     (Server::start(&data, &flags), admin)
 }
 
-pub(crate) fn own_policies(dir: &Path) -> PathBuf {
+fn own_policies(dir: &Path) -> PathBuf {
     let to = dir.join("policies");
     std::fs::create_dir_all(&to).unwrap();
     let from = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
@@ -199,6 +199,31 @@ pub(crate) fn own_policies(dir: &Path) -> PathBuf {
         std::fs::copy(from.join(f), to.join(f)).unwrap();
     }
     to
+}
+
+/// A nats-server, and `sidecar serve` with the callout in process on a copy of the policies.
+/// (Fields drop in order: the sidecar stops before nats-server and its directory go.)
+pub(crate) struct WithNats {
+    pub server: Server,
+    pub admin: String,
+    pub policies: PathBuf,
+    pub nats: NatsServer,
+    pub dir: tempfile::TempDir,
+}
+
+pub(crate) fn with_nats() -> WithNats {
+    let nats = NatsServer::start(&nats_config());
+    let dir = tempfile::tempdir().unwrap();
+    let policies = own_policies(dir.path());
+    let (server, admin) =
+        tokio::task::block_in_place(|| serve_with_nats(dir.path(), &nats, &policies));
+    WithNats {
+        server,
+        admin,
+        policies,
+        nats,
+        dir,
+    }
 }
 
 /// Ask `/acl` whether `token` may publish `topic` (the policy as the server serves it now).
@@ -215,13 +240,13 @@ async fn may_publish(http: &reqwest::Client, server: &Server, token: &str, topic
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_change_cuts_the_devices_it_narrows_and_leaves_the_others_connected() {
-    let nats = NatsServer::start(&nats_config());
-    let dir = tempfile::tempdir().unwrap();
-    let policies = own_policies(dir.path());
-    let (server, _admin) = {
-        let (d, n, p) = (dir.path().to_owned(), &nats, policies.clone());
-        tokio::task::block_in_place(|| serve_with_nats(&d, n, &p))
-    };
+    let WithNats {
+        server,
+        admin: _admin,
+        policies,
+        nats,
+        dir: _dir,
+    } = with_nats();
     let http = reqwest::Client::new();
     let port = server.mqtt_port.unwrap();
     let (cut, cut_token) = announce(&http, &server, &TestKey::ed(), 0).await;
@@ -277,13 +302,13 @@ async fn a_policy_change_cuts_the_devices_it_narrows_and_leaves_the_others_conne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn taking_a_role_from_a_user_cuts_its_mqtt_and_nats_connections() {
-    let nats = NatsServer::start(&nats_config());
-    let dir = tempfile::tempdir().unwrap();
-    let policies = own_policies(dir.path());
-    let (server, admin) = {
-        let (d, n, p) = (dir.path().to_owned(), &nats, policies.clone());
-        tokio::task::block_in_place(|| serve_with_nats(&d, n, &p))
-    };
+    let WithNats {
+        server,
+        admin,
+        policies: _,
+        nats,
+        dir: _dir,
+    } = with_nats();
     let http = reqwest::Client::new();
     let call = |m: reqwest::Method, path: String, body: Option<Value>| {
         let mut r = http.request(m, server.url(&path)).bearer_auth(&admin);

@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 
 use rumqttc::v5::mqttbytes::v5::PubAckReason;
 use serde_json::{Value, json};
-use test_support::NatsServer;
 use test_support::nats_client::expect_event;
 
 use super::broker_routes::mint;
 use super::enforcement::{
-    embedded_broker, mqtt, mqtt_closed, mqtt_publish, nats_connect, own_policies, serve_with_nats,
+    WithNats, embedded_broker, mqtt, mqtt_closed, mqtt_publish, nats_connect, with_nats,
 };
 use super::harness::{TestKey, harness_now};
-use super::nats_callout::{announce, nats_config};
+use super::nats_callout::announce;
 use super::policy_routes::{edit, shipped_files};
 
 /// Devices without a tenant (announced or minted ones) may also publish `fleet/<id>/<leaf>`; the
@@ -189,13 +188,13 @@ async fn twenty_alternating_deploys_under_publish_load_never_mix_two_versions() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_that_removes_a_grant_cuts_nats_and_mqtt_and_a_rollback_restores_it() {
-    let nats = NatsServer::start(&nats_config());
-    let dir = tempfile::tempdir().unwrap();
-    let policies = own_policies(dir.path());
-    let (server, admin) = {
-        let (d, n, p) = (dir.path().to_owned(), &nats, policies.clone());
-        tokio::task::block_in_place(|| serve_with_nats(&d, n, &p))
-    };
+    let WithNats {
+        server,
+        admin,
+        policies: _,
+        nats,
+        dir: _dir,
+    } = with_nats();
     let http = reqwest::Client::new();
     let port = server.mqtt_port.unwrap();
     let (dev, token) = announce(&http, &server, &TestKey::ed(), 0).await;
@@ -268,5 +267,4 @@ async fn a_deploy_that_removes_a_grant_cuts_nats_and_mqtt_and_a_rollback_restore
     );
     let (nc, _) = nats_connect(&nats.url(), &token).await;
     assert!(nc.flush().await.is_ok());
-    let _ = policies;
 }

@@ -60,6 +60,9 @@ pub struct CalloutArgs {
     /// Admin API key for the sidecar's revocation feed (required by the standalone callout).
     #[arg(long, env = "SIDECAR_TOKEN", hide_env_values = true)]
     pub sidecar_token: Option<SecretString>,
+    /// The same key read from a file (mode 0600), e.g. the sidecar's first-start `admin.key`.
+    #[arg(long, env = "SIDECAR_TOKEN_FILE", conflicts_with = "sidecar_token")]
+    pub sidecar_token_file: Option<PathBuf>,
     /// Seconds without a successful revocation-feed poll after which connects are refused
     /// (`revocations_stale`) until the feed answers again.
     #[arg(long, env = "REVOCATIONS_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(i64).range(2..=86_400))]
@@ -81,6 +84,15 @@ pub fn read_seed(path: &Path) -> Result<String, CalloutError> {
 }
 
 impl CalloutArgs {
+    /// The sidecar API key, from `--sidecar-token` or `--sidecar-token-file`.
+    pub fn sidecar_token(&self) -> Result<Option<SecretString>, CalloutError> {
+        match (&self.sidecar_token, &self.sidecar_token_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(path)) => Ok(Some(SecretString::new(read_seed(path)?))),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub fn accounts(&self) -> Result<AccountMap, CalloutError> {
         let mut tenants = HashMap::new();
         for pair in &self.account_map {

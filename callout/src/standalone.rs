@@ -35,9 +35,10 @@ fn plan(args: &CalloutArgs) -> Result<Plan, CalloutError> {
             "the standalone callout needs --sidecar-url (JWKS and revocations)".into(),
         )
     })?;
-    let token = args.sidecar_token.as_ref().ok_or_else(|| {
+    let token = args.sidecar_token()?.ok_or_else(|| {
         CalloutError::Config(
-            "the standalone callout needs --sidecar-token (an admin API key) to follow \
+            "the standalone callout needs --sidecar-token or --sidecar-token-file (an admin API \
+             key) to follow \
              revocations; without it a revoked device would keep connecting"
                 .into(),
         )

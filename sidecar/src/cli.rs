@@ -46,6 +46,14 @@ pub enum Command {
         #[arg(long, env = "CONTROL_ACCOUNT_NAME", default_value = "CONTROL")]
         control_account_name: String,
     },
+    /// The config-mode NATS callout's key pairs: makes `issuer.seed` and `xkey.seed` (0600) in DIR
+    /// unless they exist, writes `callout-keys.conf` (their public keys, for nats-server to
+    /// include in its `auth_callout` block) and prints the two public keys. Safe to run again.
+    CalloutKeys {
+        /// Where the seeds and `callout-keys.conf` live.
+        #[arg(long, env = "CALLOUT_KEYS_DIR")]
+        dir: PathBuf,
+    },
     /// Signing key management (the store must not be open by a running server; a running server
     /// rotates with `POST /admin/keys/rotate`).
     Keys {
@@ -124,6 +132,11 @@ pub enum PolicyCommand {
 pub fn run(cli: Cli) -> Result<ExitCode, SidecarError> {
     match cli.command {
         Command::Policy { command } => crate::policy_cmd::run(command),
+        Command::CalloutKeys { dir } => {
+            let keys = crate::callout_keys::ensure(&dir)?;
+            println!("issuer {}\nxkey {}", keys.issuer, keys.xkey);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Healthcheck { listen } => Ok(crate::admin_cmd::healthcheck(listen)),
         Command::Serve(args) => crate::admin_cmd::serve(*args),
         Command::Bootstrap {

@@ -342,6 +342,7 @@ impl CalloutServeArgs {
             kick_password: self.callout_kick_password.clone(),
             sidecar_url: None,
             sidecar_token: None,
+            sidecar_token_file: None,
             // In process the revocations are this process's own: never stale.
             revocations_stale_after: 30,
             policies: policies.to_owned(),

@@ -9,6 +9,7 @@
 pub mod admin_cmd;
 pub mod api;
 pub mod apikeys;
+pub mod callout_keys;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -195,3 +195,20 @@ impl Drop for NatsServer {
         self.stop();
     }
 }
+
+/// `docker/nats-callout.conf` as shipped, with these public keys in place of its include of
+/// `keys/callout-keys.conf` (the file `sidecar callout-keys` writes); `xkey: None` leaves the
+/// callout without xkey.
+pub fn nats_callout_conf(issuer: &str, xkey: Option<&str>) -> String {
+    let shipped = include_str!("../../docker/nats-callout.conf");
+    let include = "include ./keys/callout-keys.conf";
+    assert!(
+        shipped.contains(include),
+        "docker/nats-callout.conf no longer includes its keys"
+    );
+    let keys = match xkey {
+        Some(x) => format!("issuer: {issuer}\n    xkey: {x}"),
+        None => format!("issuer: {issuer}"),
+    };
+    shipped.replace(include, &keys)
+}

@@ -23,22 +23,18 @@ const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I
 
 use test_support::unix_now as now;
 
-/// docker/nats-callout.conf, as shipped; without xkey its `xkey` line is dropped.
+/// docker/nats-callout.conf as shipped, on the example keys above; without xkey there is no
+/// `xkey` line.
 pub fn config(xkey: bool) -> String {
-    let shipped = include_str!("../../../docker/nats-callout.conf");
     let debug = if std::env::var_os("NATS_DEBUG").is_some() {
         "debug: true\ntrace: true\n"
     } else {
         ""
     };
-    let body: String = shipped
-        .lines()
-        .filter(|l| xkey || !l.trim_start().starts_with("xkey:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    // The shipped example keys are the public halves of these seeds.
-    assert!(body.contains(&nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap().public_key()));
-    format!("{debug}{body}")
+    let issuer = nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap().public_key();
+    let curve = nkeys::XKey::from_seed(CURVE_SEED).unwrap().public_key();
+    let conf = test_support::nats_callout_conf(&issuer, xkey.then_some(curve.as_str()));
+    format!("{debug}{conf}")
 }
 
 pub struct World {

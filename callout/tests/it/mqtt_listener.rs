@@ -15,8 +15,9 @@ fn mqtt_config(xkey: bool, mqtt_port: u16, store: &std::path::Path) -> String {
     format!(
         "server_name: n1\njetstream {{ store_dir: \"{}\" }}\nmqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n{}",
         store.display(),
-        // MQTT sessions live in JetStream, in the account the client lands in.
-        config(xkey).replace("APP {}", "APP { jetstream: enabled }")
+        // MQTT sessions live in JetStream, in the account the client lands in (the shipped
+        // config enables it for APP).
+        config(xkey)
     )
 }
 

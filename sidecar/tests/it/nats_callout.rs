@@ -15,14 +15,11 @@ use test_support::nats_client::{expect_event as expect, token_client as connect}
 pub const ISSUER_SEED: &str = "SAANDLKMXL6CUS3CP52WIXBEDN6YJ545GDKC65U5JZPPV6WH6ESWUA6YAI";
 pub const CURVE_SEED: &str = "SXAAXMRAEP6JWWHNB6IKFL554IE6LZVT6EY5MBRICPILTLOPHAG73I3YX4";
 
+/// docker/nats-callout.conf as shipped, on the example keys above.
 pub fn nats_config() -> String {
     let issuer = nkeys::KeyPair::from_seed(ISSUER_SEED).unwrap().public_key();
     let curve = nkeys::XKey::from_seed(CURVE_SEED).unwrap().public_key();
-    format!(
-        "accounts {{\n  AUTH {{ users: [ {{ user: auth, password: auth-pw }} ] }}\n  APP {{}}\n  SYS {{ users: [ {{ user: sys, password: sys-pw }} ] }}\n}}\n\
-         system_account: SYS\n\
-         authorization {{\n  auth_callout {{\n    issuer: {issuer}\n    auth_users: [ auth, sys ]\n    account: AUTH\n    xkey: {curve}\n  }}\n}}\n"
-    )
+    test_support::nats_callout_conf(&issuer, Some(&curve))
 }
 
 /// The `sidecar serve` flags of an in-process callout on `nats` (kicks through the system

@@ -1,0 +1,6 @@
+//! Journeys across the crates, against the real binaries and real peers.
+// Test helpers outside #[test] fns fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod compose;
+mod dockerfile;

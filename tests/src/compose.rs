@@ -175,6 +175,11 @@ impl Deployment {
                 d.ports
                     .insert((name.clone(), container), test_support::free_port());
             }
+            // Read every Dockerfile before anything starts: rewriting a service's paths needs
+            // its image's COPY targets, whichever service is rewritten first.
+            if let Some(build) = d.build_of(name) {
+                d.dockerfile(&build);
+            }
         }
         for name in &order {
             d.wait_for_dependencies(name);
@@ -376,12 +381,8 @@ impl Deployment {
             .collect();
         if let Some(b) = self.build_of(service) {
             let target = b.target.clone().unwrap_or_default();
-            if let Some(df) = self
-                .dockerfiles
-                .get(&self.compose_dir.join(&b.context).join(&b.dockerfile))
-            {
-                targets.extend(df.context_copies(&target).into_iter().map(|(dest, _)| dest));
-            }
+            let df = &self.dockerfiles[&self.compose_dir.join(&b.context).join(&b.dockerfile)];
+            targets.extend(df.context_copies(&target).into_iter().map(|(dest, _)| dest));
         }
         targets
     }

@@ -123,13 +123,25 @@ pub fn now() -> i64 {
 /// `url`; returns (device address, access token).
 pub fn announce(url: &str, key: &DeviceKey) -> Result<(String, String), Error> {
     let public_key = key.public_b64();
+    let attempt = |ts: i64| {
+        let signature = key.sign_b64(format!("announce:{public_key}:{ts}").as_bytes());
+        post(
+            &format!("{url}/v1/announce"),
+            None,
+            &serde_json::json!({"public_key": public_key, "timestamp": ts, "signature": signature}),
+        )
+    };
     let ts = now();
-    let signature = key.sign_b64(format!("announce:{public_key}:{ts}").as_bytes());
-    let ann = post(
-        &format!("{url}/v1/announce"),
-        None,
-        &serde_json::json!({"public_key": public_key, "timestamp": ts, "signature": signature}),
-    )?;
+    // The signed message has a whole-second timestamp and Ed25519 signatures are deterministic,
+    // so a second announce with the same key within one second repeats a used signature, which
+    // the sidecar refuses as a replay: sign again for the next second.
+    let ann = match attempt(ts) {
+        Err(e) if e.to_string().contains("REPLAYED") => {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            attempt(now())?
+        }
+        other => other?,
+    };
     let token = ann["access_token"].as_str().ok_or("no access token")?;
     let device = ann["device_address"].as_str().ok_or("no device address")?;
     Ok((device.to_owned(), token.to_owned()))

@@ -129,6 +129,7 @@ pub fn build_state(
         master,
         upstream: crate::oauth::upstream::Upstreams::new(&config.upstream_oidc)?,
         policy_lock: Default::default(),
+        callout_status: Default::default(),
         config,
     }))
 }
@@ -177,6 +178,9 @@ async fn run_callout(
 ) {
     let runtime = state.runtime();
     tokio::pin!(shutdown);
+    state
+        .callout_status
+        .set(crate::state::CalloutStatus::CONNECTING);
     let service = loop {
         let attempt = async {
             let client = args.connect().await?;
@@ -206,9 +210,15 @@ async fn run_callout(
             _ = &mut shutdown => return,
         }
     };
+    state
+        .callout_status
+        .set(crate::state::CalloutStatus::SUBSCRIBED);
     if let Err(e) = service.run(shutdown).await {
         tracing::error!(error = %e, "NATS callout stopped");
     }
+    state
+        .callout_status
+        .set(crate::state::CalloutStatus::STOPPED);
 }
 
 /// Housekeeping: expired challenges, announce signatures and revocations leave memory and disk.

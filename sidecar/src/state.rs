@@ -42,6 +42,30 @@ pub struct AppState {
     /// Held by a policy deploy from its gate to its swap: this process serves versions in the
     /// order the store numbered them.
     pub policy_lock: tokio::sync::Mutex<()>,
+    /// Where the in-process NATS callout responder is, for `/health`.
+    pub callout_status: CalloutStatus,
+}
+
+/// The in-process NATS callout responder's state as `/health` reports it: `off` (no
+/// `--nats-url`), `connecting` (retrying until nats-server answers), `subscribed` (answering
+/// authorization requests; async-nats resubscribes by itself after a reconnect), `stopped`.
+#[derive(Debug, Default)]
+pub struct CalloutStatus(std::sync::atomic::AtomicU8);
+
+impl CalloutStatus {
+    const NAMES: [&'static str; 4] = ["off", "connecting", "subscribed", "stopped"];
+    pub const CONNECTING: u8 = 1;
+    pub const SUBSCRIBED: u8 = 2;
+    pub const STOPPED: u8 = 3;
+
+    pub fn set(&self, status: u8) {
+        self.0.store(status, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn name(&self) -> &'static str {
+        let i = usize::from(self.0.load(std::sync::atomic::Ordering::Acquire));
+        Self::NAMES.get(i).copied().unwrap_or("off")
+    }
 }
 
 /// Who is calling; its authority rules live with authentication in the domain.

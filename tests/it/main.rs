@@ -4,3 +4,4 @@
 
 mod compose;
 mod dockerfile;
+mod first_session;

@@ -1,6 +1,6 @@
 //! A device on MQTT: announce to the sidecar with its key, connect to the embedded broker with the
 //! access token as password, publish telemetry at QoS1, and see a publish outside its grants
-//! refused (MQTT v5 PUBACK 0x87).
+//! refused (MQTT v5 PUBACK 0x87); it exits non-zero when the broker accepts that publish.
 //!
 //! ```sh
 //! cargo run -p broker-auth-examples --bin mqtt-device -- --mqtt 127.0.0.1:1883 --count 3
@@ -66,6 +66,9 @@ fn main() -> Result<(), Error> {
                 }
                 Event::Incoming(Packet::PubAck(a)) if a.reason == PubAckReason::Success => {
                     acked += 1;
+                    if acked > sent {
+                        return Err("the broker accepted a publish outside my grants".into());
+                    }
                     println!("telemetry {acked}/{sent} acknowledged");
                 }
                 Event::Incoming(Packet::PubAck(a)) => {

@@ -16,6 +16,8 @@ pub struct Health {
     pub policies_loaded: bool,
     pub policy_count: usize,
     pub packages: Vec<String>,
+    /// The in-process NATS callout: `off`, `connecting`, `subscribed` or `stopped`.
+    pub nats_callout: &'static str,
 }
 
 async fn health(state: State) -> Result<warp::reply::Response, Rejection> {
@@ -25,6 +27,7 @@ async fn health(state: State) -> Result<warp::reply::Response, Rejection> {
         policies_loaded: true,
         policy_count: policy.policy_count(),
         packages: policy.packages().to_vec(),
+        nats_callout: state.callout_status.name(),
     })
     .into_response())
 }

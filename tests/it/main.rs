@@ -5,3 +5,4 @@
 mod compose;
 mod dockerfile;
 mod first_session;
+mod grafana;

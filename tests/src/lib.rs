@@ -3,6 +3,7 @@
 
 pub mod compose;
 pub mod dockerfile;
+pub mod sidecar;
 
 use std::path::PathBuf;
 
@@ -29,7 +30,7 @@ pub fn workspace_bins() -> PathBuf {
         assert!(
             dir.join(bin).is_file(),
             "{} is missing: run these tests with `cargo test --workspace` (it builds the binaries), \
-             or `cargo build -p sidecar -p callout` first",
+             or `cargo build -p sidecar -p callout -p broker-auth-examples` first",
             dir.join(bin).display()
         );
     }

@@ -108,6 +108,7 @@ pub fn init_operator(
     resolver_url: &str,
     seed_key: Option<broker_auth::secret::SecretString>,
     control_account_name: String,
+    config_out: Option<&std::path::Path>,
 ) -> Result<ExitCode, SidecarError> {
     let provision = crate::config::ProvisionArgs {
         operator_seed_path: None,
@@ -128,12 +129,23 @@ pub fn init_operator(
             crate::provision::Provisioner::new(op, seeds, store.clone(), None, names)
         })?;
     flush(store.as_ref())?;
+    let seed = if done.created {
+        "written to"
+    } else {
+        "already at (kept)"
+    };
     eprintln!(
-        "operator seed written to {} (0600), operator JWT to {}",
+        "operator seed {seed} {} (0600), operator JWT to {}",
         done.seed_path.display(),
         done.jwt_path.display()
     );
-    print!("{}", done.config_block);
+    match config_out {
+        Some(path) => {
+            crate::callout_keys::write_whole(path, &done.config_block)?;
+            eprintln!("nats-server block written to {}", path.display());
+        }
+        None => print!("{}", done.config_block),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

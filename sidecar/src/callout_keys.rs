@@ -59,12 +59,22 @@ pub fn ensure(dir: &Path) -> Result<CalloutKeys, SidecarError> {
          issuer: {issuer}\n\
          xkey: {xkey}\n"
     );
-    // Whole or not at all: nats-server may read it while a second run rewrites it.
-    let tmp = dir.join(format!(".{CONF}.tmp"));
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &conf))
-        .map_err(|e| SidecarError::config_from(conf.display().to_string(), e))?;
+    write_whole(&conf, &text)?;
     Ok(CalloutKeys { issuer, xkey, conf })
+}
+
+/// Write a configuration file whole or not at all (a temporary file beside it, then a rename):
+/// nats-server may read it while a second run rewrites it.
+pub(crate) fn write_whole(path: &Path, text: &str) -> Result<(), SidecarError> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SidecarError::config_from(dir.display().to_string(), e))?;
+    }
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| SidecarError::config_from(path.display().to_string(), e))
 }
 
 /// The seed in `path`, made by `make` when the file does not exist.

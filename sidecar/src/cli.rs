@@ -29,8 +29,9 @@ pub enum Command {
         #[arg(long, default_value_t = 365)]
         expires_in_days: i64,
     },
-    /// One-time NATS operator bootstrap: operator key pair (seed 0600, JWT beside it), SYS and
-    /// CONTROL accounts; prints the nats-server configuration block for our resolver.
+    /// NATS operator bootstrap: operator key pair (seed 0600, JWT beside it), SYS and CONTROL
+    /// accounts, made unless they exist (safe to run at every start); prints the nats-server
+    /// configuration block for our resolver, or writes it to `--config-out`.
     InitOperator {
         #[command(flatten)]
         store: StoreArgs,
@@ -45,6 +46,9 @@ pub enum Command {
         account_seed_encryption_key: Option<broker_auth::secret::SecretString>,
         #[arg(long, env = "CONTROL_ACCOUNT_NAME", default_value = "CONTROL")]
         control_account_name: String,
+        /// Write the nats-server block to this file (whole, by rename) instead of stdout.
+        #[arg(long)]
+        config_out: Option<PathBuf>,
     },
     /// The config-mode NATS callout's key pairs: makes `issuer.seed` and `xkey.seed` (0600) in DIR
     /// unless they exist, writes `callout-keys.conf` (their public keys, for nats-server to
@@ -152,12 +156,14 @@ pub fn run(cli: Cli) -> Result<ExitCode, SidecarError> {
             resolver_url,
             account_seed_encryption_key,
             control_account_name,
+            config_out,
         } => crate::admin_cmd::init_operator(
             &store,
             operator_seed_path,
             &resolver_url,
             account_seed_encryption_key,
             control_account_name,
+            config_out.as_deref(),
         ),
     }
 }

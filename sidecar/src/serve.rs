@@ -67,10 +67,20 @@ fn provisioner(
                 Some(auth.clone()),
                 config.provision.names(),
             );
-            if config.provision.backend_shared_secret.is_none() {
-                return Err(SidecarError::config(
-                    "BACKEND_SHARED_SECRET is required with the provisioner",
-                ));
+            // An empty or short secret (an unset compose variable becomes "") would let a
+            // guess through the provisioner's write routes: refuse to start instead.
+            match &config.provision.backend_shared_secret {
+                None => {
+                    return Err(SidecarError::config(
+                        "BACKEND_SHARED_SECRET is required with the provisioner",
+                    ));
+                }
+                Some(s) if s.expose().len() < 16 => {
+                    return Err(SidecarError::config(
+                        "BACKEND_SHARED_SECRET must be at least 16 characters",
+                    ));
+                }
+                Some(_) => {}
             }
             // A wrong key must stop us now, not at the first provisioning request.
             p.check_key()?;

@@ -83,7 +83,11 @@ async fn puback(el: &mut EventLoop) -> PubAckReason {
 
 #[test]
 fn compose_up_natively_and_a_device_through_every_broker() {
-    let mut d = Deployment::up(&repo().join("docker/compose.yaml"), None);
+    let mut d = Deployment::up(
+        &repo().join("docker/compose.yaml"),
+        None,
+        &Default::default(),
+    );
 
     // The keys service made this deployment's own seeds, private, and nats-server uses them.
     let keys = d.volume("callout-keys");

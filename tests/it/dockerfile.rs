@@ -96,7 +96,7 @@ fn final_images_are_slim_unprivileged_and_copy_only_what_exists() {
 #[test]
 fn compose_names_only_stages_files_and_volumes_that_exist() {
     let df = dockerfile();
-    let compose = Compose::read(&repo().join("docker/compose.yaml"));
+    let compose = Compose::read(&repo().join("docker/compose.yaml"), &Default::default());
     for (name, s) in &compose.services {
         if let Some(b) = &s.build {
             assert_eq!(b.dockerfile, "docker/Dockerfile", "{name}");

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod compose;
+mod compose_operator;
 mod dockerfile;
 mod first_session;
 mod grafana;

@@ -73,12 +73,15 @@ pub struct Healthcheck {
 }
 
 impl Compose {
-    /// Read a compose file (anchors, aliases and `<<` merge keys applied).
-    pub fn read(path: &Path) -> Compose {
+    /// Read a compose file (`${VAR}` interpolated from `vars` as compose does from the shell's
+    /// environment, then anchors, aliases and `<<` merge keys applied).
+    pub fn read(path: &Path, vars: &BTreeMap<String, String>) -> Compose {
         let text =
             std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut value: serde_norway::Value =
             serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // As compose does: on the parsed values, so `KEY: ${UNSET}` is an empty string.
+        interpolate_values(&mut value, vars).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         value
             .apply_merge()
             .unwrap_or_else(|e| panic!("{}: merge keys: {e}", path.display()));
@@ -118,6 +121,85 @@ impl Compose {
     }
 }
 
+fn interpolate_values(
+    v: &mut serde_norway::Value,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    use serde_norway::Value;
+    match v {
+        Value::String(s) => *s = interpolate(s, vars)?,
+        Value::Sequence(items) => {
+            for item in items {
+                interpolate_values(item, vars)?;
+            }
+        }
+        Value::Mapping(m) => {
+            for (_, item) in m.iter_mut() {
+                interpolate_values(item, vars)?;
+            }
+        }
+        Value::Tagged(t) => interpolate_values(&mut t.value, vars)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Compose's interpolation: `$$` is a `$`; `${NAME}` and `$NAME` are the variable or empty
+/// (compose warns); `${NAME:-default}` / `${NAME-default}` fall back when it is unset or empty /
+/// unset; `${NAME:?message}` / `${NAME?message}` are an error then.
+pub fn interpolate(text: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or("unclosed ${")?;
+            out.push_str(&expand(&body[..end], vars)?);
+            rest = &body[end + 1..];
+        } else {
+            let len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            out.push_str(vars.get(&after[..len]).map_or("", String::as_str));
+            rest = &after[len..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn expand(expr: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let name_len = expr
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(expr.len());
+    let (name, op) = expr.split_at(name_len);
+    let value = vars.get(name).map(String::as_str);
+    let set_nonempty = value.is_some_and(|v| !v.is_empty());
+    let pick = |colon: bool| if colon { set_nonempty } else { value.is_some() };
+    for (prefix, colon, required) in [
+        (":-", true, false),
+        ("-", false, false),
+        (":?", true, true),
+        ("?", false, true),
+    ] {
+        if let Some(arg) = op.strip_prefix(prefix) {
+            return match (pick(colon), required) {
+                (true, _) => Ok(value.unwrap_or_default().to_owned()),
+                (false, false) => Ok(arg.to_owned()),
+                (false, true) => Err(format!("required variable {name}: {arg}")),
+            };
+        }
+    }
+    if !op.is_empty() {
+        return Err(format!("${{{expr}}} is not understood"));
+    }
+    Ok(value.unwrap_or_default().to_owned())
+}
+
 /// A bind source is a path (compose: it starts with `.` or `/`); anything else names a volume.
 fn is_bind(source: &str) -> bool {
     source.starts_with('.') || source.starts_with('/')
@@ -152,8 +234,12 @@ pub struct Deployment {
 impl Deployment {
     /// Start the services of `compose_file` (and of `profile`), in order, waiting on each
     /// dependency's condition.
-    pub fn up(compose_file: &Path, profile: Option<&str>) -> Deployment {
-        let compose = Compose::read(compose_file);
+    pub fn up(
+        compose_file: &Path,
+        profile: Option<&str>,
+        vars: &BTreeMap<String, String>,
+    ) -> Deployment {
+        let compose = Compose::read(compose_file, vars);
         let compose_dir = compose_file.parent().unwrap_or(Path::new(".")).to_owned();
         let order = compose.up_order(profile);
         let mut d = Deployment {
@@ -521,6 +607,23 @@ fn replace_path(text: &str, target: &str, with: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::replace_path;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn variables_are_interpolated_as_compose_does() {
+        let vars: BTreeMap<String, String> = [("A", "1"), ("E", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let i = |t: &str| super::interpolate(t, &vars);
+        assert_eq!(i("x${A}y $A $$A $$ ${B}.").unwrap(), "x1y 1 $A $ .");
+        assert_eq!(i("${B:-d} ${E:-d} ${E-d} ${B-d}").unwrap(), "d d  d");
+        assert_eq!(i("${A:?no} ${E?no}").unwrap(), "1 ");
+        assert!(i("${E:?set E}").unwrap_err().contains("set E"));
+        assert!(i("${B?set B}").is_err());
+        assert!(i("${A").is_err());
+        assert!(i("${A/x/y}").is_err());
+    }
 
     #[test]
     fn paths_are_replaced_whole_or_as_prefixes_only() {

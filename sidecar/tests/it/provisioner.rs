@@ -76,6 +76,39 @@ fn start() -> World {
         "{block}"
     );
     let seed = data.join("operator.seed");
+    // A second run (a compose one-shot at every start) keeps the operator and its accounts and
+    // writes the same block's keys to --config-out; the operator JWT is inlined, not a path.
+    let seed_before = std::fs::read(&seed).unwrap();
+    let out = data.join("conf/operator.conf");
+    let again = Command::new(bin())
+        .args(["init-operator", "--data-dir", data.to_str().unwrap()])
+        .args([
+            "--resolver-url",
+            &format!("http://127.0.0.1:{port}/jwt/v1/accounts/"),
+        ])
+        .args(["--config-out", out.to_str().unwrap()])
+        .env("ACCOUNT_SEED_ENCRYPTION_KEY", SEED_KEY)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{again:?}");
+    assert!(again.stdout.is_empty(), "the block went to the file");
+    assert_eq!(std::fs::read(&seed).unwrap(), seed_before, "seed kept");
+    let written = std::fs::read_to_string(&out).unwrap();
+    let sys = |b: &str| {
+        b.lines()
+            .find(|l| l.starts_with("system_account:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(sys(&written), sys(&block), "same SYS account");
+    assert_eq!(
+        written.lines().next(),
+        block.lines().next(),
+        "same operator"
+    );
+    assert!(
+        block.contains("operator: \"eyJ"),
+        "inline operator JWT: {block}"
+    );
     let sidecar = Server::start_on(
         &data,
         port,
@@ -101,7 +134,7 @@ fn start() -> World {
     let js = dir.path().join("js");
     let config = template
         .replace("listen: 0.0.0.0:4222\n", "")
-        .replace("include ./operator.conf", &block)
+        .replace("include ./operator/operator.conf", &block)
         .replace("/data/jetstream", &js.display().to_string());
     // nats-server fetches the SYS account from us before it starts: this proves the resolver.
     let nats = NatsServer::start_with_ports(&config, nats_port, test_support::free_port());
@@ -399,5 +432,20 @@ fn seeds_are_encrypted_at_rest_and_a_readable_operator_seed_is_refused() {
         assert!(!out.status.success(), "{key:?} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(says), "{key:?}: {err}");
+    }
+    // An empty backend secret (compose's unset `${BACKEND_SHARED_SECRET}`) or a short one.
+    for secret in ["", "short-secret"] {
+        let out = Command::new(bin())
+            .args(["serve", "--data-dir", data.to_str().unwrap()])
+            .args(["--policies", super::harness::policies().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--mqtt-listen", "off"])
+            .args(["--operator-seed-path", seed.to_str().unwrap()])
+            .args(["--account-seed-encryption-key", SEED_KEY])
+            .env("BACKEND_SHARED_SECRET", secret)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{secret:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("BACKEND_SHARED_SECRET"), "{secret:?}: {err}");
     }
 }

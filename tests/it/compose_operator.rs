@@ -86,7 +86,13 @@ fn the_operator_profile_resolves_accounts_from_the_sidecar_and_admits_minted_cre
     );
     let backend = provision(&c, &url, "/backend-user", json!({}));
 
-    let nats_url = format!("nats://127.0.0.1:{}", d.port("nats-operator", 4222));
+    // Nothing in the file waits on nats-server (it has no dependants): wait for its port here.
+    let nats_port = d.port("nats-operator", 4222);
+    let listening = test_support::wait_until(Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok()
+    });
+    assert!(listening, "nats-operator never listened:\n{}", d.logs());
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // The backend (CONTROL) sees a sensor's status through the tenant's export.

@@ -61,6 +61,21 @@ fn p256_signatures_are_low_s_and_verify() {
 }
 
 #[test]
+fn a_message_that_starts_with_a_dash_is_signed_after_a_double_dash() {
+    // base64url challenges start with `-` one time in 64: the README passes them after `--`.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("d.key");
+    let key = key.to_str().unwrap();
+    let public = sign(&["--key-file", key, "--public"]);
+    let signature = sign(&["--key-file", key, "--", "-0abc"]);
+    let pk: [u8; 32] = STANDARD.decode(&public).unwrap().try_into().unwrap();
+    let pk = ed25519_dalek::VerifyingKey::from_bytes(&pk).unwrap();
+    let sig: [u8; 64] = STANDARD.decode(&signature).unwrap().try_into().unwrap();
+    pk.verify(b"-0abc", &ed25519_dalek::Signature::from_bytes(&sig))
+        .unwrap();
+}
+
+#[test]
 fn a_missing_message_and_an_unknown_algorithm_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.key");

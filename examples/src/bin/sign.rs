@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run -q -p broker-auth-examples --bin sign -- --key-file device.key --public   # the public key
-//! cargo run -q -p broker-auth-examples --bin sign -- --key-file device.key "$CHALLENGE"
+//! cargo run -q -p broker-auth-examples --bin sign -- --key-file device.key -- "$CHALLENGE"   # `--`: base64url may start with -
 //! ```
 
 use std::path::PathBuf;

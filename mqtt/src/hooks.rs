@@ -85,7 +85,10 @@ impl Handler for Handle {
                     None => PublishAclResult::allow(),
                     Some(code) => {
                         h.stats.deny(Action::Publish, code);
-                        PublishAclResult::rejected(false, Some(code.as_str().into()))
+                        // A topic name that is not well-formed (a wildcard, U+0000) is a protocol
+                        // violation (MQTT-4.7.1, 4.7.3-2): the connection is closed, not answered.
+                        let close = code == DenyCode::InvalidTopic;
+                        PublishAclResult::rejected(close, Some(code.as_str().into()))
                     }
                 };
                 (false, Some(HookResult::PublishAclResult(r)))
@@ -125,6 +128,12 @@ fn will_topic<'a>(w: &'a LastWill<'_>) -> &'a str {
 impl Hooks {
     async fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
         let t0 = Instant::now();
+        // MQTT 3.1.1 (MQTT-3.1.2-22): a password without the user name flag is a protocol
+        // violation, however good the token in it; MQTT 5 allows it.
+        if matches!(ci, ConnectInfo::V3(..)) && ci.username().is_none() && ci.password().is_some() {
+            self.refuse(ci, "password_without_username");
+            return AuthResult::BadUsernameOrPassword;
+        }
         let token = ci.password().and_then(|p| std::str::from_utf8(p).ok());
         let client_id: &str = ci.client_id();
         let decision =

@@ -13,10 +13,13 @@ use crate::store::{ApiKeyStore, Durable, SledStore, Store};
 fn init_logging(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // rmqtt's debug logs print whole CONNECT packets, passwords (our tokens) included: its
-    // targets stay at info whatever RUST_LOG says.
-    for target in ["rmqtt", "rmqtt_net", "rmqtt_codec"] {
-        if let Ok(d) = format!("{target}=info").parse() {
+    // rmqtt's debug logs print whole CONNECT packets, passwords (our tokens) included, and its
+    // info lines name each connection by an id that carries the MQTT username, which clients
+    // fill with their token as often as with a name: its targets stay at warn (the listener's
+    // start-up line at info) whatever RUST_LOG says. Our own connect and refusal lines say who
+    // and why without either.
+    for directive in ["rmqtt=warn", "rmqtt_codec=warn", "rmqtt_net=info"] {
+        if let Ok(d) = directive.parse() {
             filter = filter.add_directive(d);
         }
     }

@@ -128,6 +128,13 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Bearer token `/metrics` requires (Prometheus `authorization.credentials`); unset, it is open.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<SecretString>,
+    /// Secret `/user`, `/acl` and `/superuser` require in `X-Broker-Secret` (brokers that can
+    /// send a header: EMQX, VerneMQ, a proxy in front of go-auth); unset, they answer anyone.
+    #[arg(long, env = "BROKER_ROUTES_SECRET", hide_env_values = true)]
+    pub broker_routes_secret: Option<SecretString>,
 }
 
 /// The NATS provisioner and account resolver (the RavenXcope seed's environment variables).

@@ -349,6 +349,14 @@ pub async fn run(
         .local_addr()
         .map_err(|e| SidecarError::config_from("", e))?;
     tracing::info!(%addr, identities = state.store.identity_count().unwrap_or(0), "sidecar listening");
+    if state.config.metrics_token.is_none() {
+        tracing::info!("/metrics answers anyone who reaches this listener (set METRICS_TOKEN)");
+    }
+    if state.config.broker_routes_secret.is_none() {
+        tracing::info!(
+            "/user, /acl and /superuser answer anyone who reaches this listener (set BROKER_ROUTES_SECRET)"
+        );
+    }
 
     let janitor = tokio::spawn(janitor(state.clone()));
 

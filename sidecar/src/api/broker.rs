@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::extract::{bearer, json_or_form_body, shared_secret, with_state};
+use super::extract::{bearer, json_or_form_body, optional_secret, shared_secret, with_state};
 use super::reject;
 use crate::error::SidecarError;
 use crate::state::State;
@@ -301,23 +301,34 @@ fn internal_gate(state: State) -> impl Filter<Extract = (), Error = Rejection> +
     })
 }
 
+/// `/user`, `/acl`, `/superuser` behind `BROKER_ROUTES_SECRET` in `X-Broker-Secret` when one is
+/// set: without it they tell anyone who is a superuser and what an id may do.
+fn broker_gate(state: State) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    optional_secret(state, &["x-broker-secret"], |s| {
+        s.config.broker_routes_secret.as_ref()
+    })
+}
+
 pub fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     let user = warp::path!("user")
         .and(warp::post())
+        .and(broker_gate(state.clone()))
         .and(with_state(state.clone()))
         .and(bearer())
         .and(json_or_form_body::<GoAuthRequest>())
         .map(|s: State, b, r| user_check(&s, b, r));
     let acl = warp::path!("acl")
         .and(warp::post())
+        .and(broker_gate(state.clone()))
         .and(with_state(state.clone()))
         .and(bearer())
         .and(json_or_form_body::<GoAuthRequest>())
         .and_then(|s: State, b, r| async move { acl_check(&s, b, r).map_err(reject) });
     let superuser = warp::path!("superuser")
         .and(warp::post())
+        .and(broker_gate(state.clone()))
         .and(with_state(state.clone()))
         .and(bearer())
         .and(json_or_form_body::<GoAuthRequest>())

@@ -146,19 +146,45 @@ pub fn secret_matches(
     a.ct_eq(&b).into()
 }
 
+/// Where a gate finds the secret it expects in the configuration.
+type Expected = fn(&crate::state::AppState) -> Option<&broker_auth::secret::SecretString>;
+
 /// A shared-secret gate: the first of `headers` present must match `expected(state)`; else 401.
+/// Unset, nobody passes.
 pub fn shared_secret(
     state: State,
     headers: &'static [&'static str],
-    expected: fn(&crate::state::AppState) -> Option<&broker_auth::secret::SecretString>,
+    expected: Expected,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    secret_gate(state, headers, expected, false)
+}
+
+/// A secret the operator may set: with none configured every caller passes (the route is open,
+/// and the start-up log says so); with one, the first of `headers` must carry it, else 401.
+pub fn optional_secret(
+    state: State,
+    headers: &'static [&'static str],
+    expected: Expected,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    secret_gate(state, headers, expected, true)
+}
+
+/// Compared in constant time; an `Authorization: Bearer X` header gives `X`.
+fn secret_gate(
+    state: State,
+    headers: &'static [&'static str],
+    expected: Expected,
+    open_when_unset: bool,
 ) -> impl Filter<Extract = (), Error = Rejection> + Clone {
     warp::header::headers_cloned()
         .and_then(move |h: warp::http::HeaderMap| {
+            let expected = expected(&state);
             let given = headers
                 .iter()
                 .find_map(|name| h.get(*name))
-                .and_then(|v| v.to_str().ok());
-            let ok = secret_matches(expected(&state), given);
+                .and_then(|v| v.to_str().ok())
+                .map(|v| strip_bearer(v).unwrap_or(v));
+            let ok = (open_when_unset && expected.is_none()) || secret_matches(expected, given);
             async move {
                 if ok {
                     Ok(())
@@ -168,6 +194,12 @@ pub fn shared_secret(
             }
         })
         .untuple_one()
+}
+
+/// `Bearer <credential>` → the credential (any case of the scheme).
+fn strip_bearer(v: &str) -> Option<&str> {
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
 /// The client IP: the socket peer, or — only when the peer is a trusted proxy — the right-most
@@ -239,14 +271,8 @@ pub fn get() -> warp::filters::BoxedFilter<()> {
 
 /// `Authorization: Bearer <credential>`, if present.
 pub fn bearer() -> impl Filter<Extract = (Option<String>,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").map(|h: Option<String>| {
-        h.and_then(|h| {
-            let (scheme, rest) = h.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim().to_owned())
-        })
-    })
+    warp::header::optional::<String>("authorization")
+        .map(|h: Option<String>| h.and_then(|h| strip_bearer(&h).map(str::to_owned)))
 }
 
 pub fn with_state(

@@ -93,6 +93,11 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and_then(healthz);
     let metrics_r = warp::path!("metrics")
         .and(crate::api::extract::get())
+        .and(crate::api::extract::optional_secret(
+            state.clone(),
+            &["authorization"],
+            |s| s.config.metrics_token.as_ref(),
+        ))
         .and(with_state(state.clone()))
         .and_then(metrics);
     let jwks_r = warp::path!(".well-known" / "jwks.json")

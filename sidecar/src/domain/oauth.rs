@@ -32,6 +32,20 @@ pub fn may_sign_in(kind: IdentityType) -> bool {
     )
 }
 
+/// What a person signs on the authorization page: the request's challenge in a domain of its
+/// own, `oauth:<client_id>:<challenge>`. A key login (`/auth/challenge`) signs its bare
+/// challenge, so neither signature can stand in for the other, nor one client's page for
+/// another's.
+pub fn signed_message(req: &AuthorizeRequest) -> String {
+    format!("oauth:{}:{}", req.client_id, req.challenge)
+}
+
+/// A client registered for an app signs in that app's people only; a client without an app,
+/// anyone who may sign in.
+pub fn may_use_client(identity: &IdentityRecord, client_app: Option<&str>) -> bool {
+    client_app.is_none_or(|app| identity.tenant.as_deref() == Some(app))
+}
+
 /// The app `id` an upstream login names, or not found.
 pub fn check_app(state: &AppState, id: &str) -> Result<(), SidecarError> {
     apps::existing_app(state.store.as_ref(), id).map(drop)

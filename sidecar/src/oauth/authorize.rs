@@ -4,7 +4,9 @@
 //! exactly is answered here (never redirected: that would make us an open redirector); every
 //! other error goes back to the client's redirect URI with `error` and `state`.
 //!
-//! Who may sign in with a key: people (see [`crate::domain::oauth::may_sign_in`]).
+//! Who may sign in with a key: people (see [`crate::domain::oauth::may_sign_in`]), and for a
+//! client registered with an app only that app's people ([`crate::domain::oauth::may_use_client`]).
+//! What they sign is [`crate::domain::oauth::signed_message`]: the challenge in a domain of its own.
 
 use broker_auth::identity::PublicKey;
 use bytes::Bytes;
@@ -122,7 +124,7 @@ fn sign_in_page(
         client_name,
         scopes: &request.scopes,
         request_id,
-        challenge: &request.challenge,
+        challenge: &oauth::signed_message(request),
         upstream,
     }
     .render()
@@ -137,7 +139,8 @@ async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, S
         state.metrics.outcome("oauth_authorize", "denied");
         back_to_client(&req.redirect_uri, Some(&req.state), "access_denied", why)
     };
-    if !param(&f, "challenge").is_some_and(|c| ct_eq(c, &req.challenge)) {
+    let message = oauth::signed_message(&req);
+    if !param(&f, "challenge").is_some_and(|c| ct_eq(c, &message)) {
         return denied("the signed challenge is not this request's");
     }
     let (Some(public_key), Some(signature)) = (param(&f, "public_key"), param(&f, "signature"))
@@ -148,7 +151,7 @@ async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, S
         return denied("public_key is not a valid key");
     };
     if key
-        .verify_b64(req.challenge.as_bytes(), signature.trim())
+        .verify_b64(message.as_bytes(), signature.trim())
         .is_err()
     {
         return denied("signature verification failed");
@@ -156,6 +159,10 @@ async fn complete(state: &State, body: &[u8]) -> Result<warp::reply::Response, S
     let Some(identity) = oauth::person_by_key(state, &key)? else {
         return denied("no person is registered with this key");
     };
+    let client_app = oauth::app_of_client(state, &req.client_id)?;
+    if !oauth::may_use_client(&identity, client_app.as_deref()) {
+        return denied("this integration signs in the people of its own app only");
+    }
     send_code(state, &req, &identity.id).await
 }
 

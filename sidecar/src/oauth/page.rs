@@ -55,8 +55,9 @@ input,textarea{{width:100%;font-family:monospace;margin:.25rem 0 1rem}}code{{wor
 <p>{client} asks for: <code>{scopes}</code></p>
 <form method="post" action="authorize/complete">
 <input type="hidden" name="request_id" value="{request_id}">
-<label for="challenge">Sign this challenge with your key (for example
-<code>cargo run -q -p broker-auth-examples --bin sign -- --key-file KEY_FILE CHALLENGE</code>):</label>
+<label for="challenge">Sign this text with your key, as it is (it names this integration, so
+the signature is good for this sign-in only; for example
+<code>cargo run -q -p broker-auth-examples --bin sign -- --key-file KEY_FILE 'TEXT'</code>):</label>
 <input id="challenge" name="challenge" value="{challenge}" readonly>
 <label for="public_key">Your public key</label>
 <input id="public_key" name="public_key" autocomplete="off" required>

@@ -289,3 +289,59 @@ async fn internal_routes_need_the_shared_secret() {
         .await;
     assert_eq!(r.status, 401);
 }
+
+/// The security pass found `/user`, `/acl`, `/superuser` and `/metrics` answering anyone. With a
+/// secret configured each refuses a caller without it (401, the envelope) and answers as before
+/// with it; a wrong secret is as good as none.
+#[tokio::test]
+async fn broker_routes_and_metrics_behind_their_secrets_when_configured() {
+    let h = harness(&[
+        "--broker-routes-secret",
+        "a-broker-routes-secret",
+        "--metrics-token",
+        "a-metrics-token-0123",
+    ]);
+    let token = mint(&h, DEV, |_| {});
+    let body =
+        json!({"username": DEV, "topic": format!("devices/{DEV}/x"), "clientid": "c1", "acc": 2});
+    let post = |path: &'static str, secret: Option<&'static str>| {
+        let (h, body, token) = (&h, body.to_string().into_bytes(), token.clone());
+        async move {
+            let mut hs = vec![("content-type", "application/json")];
+            hs.extend(secret.map(|s| ("x-broker-secret", s)));
+            h.call_from(
+                "198.51.100.1:5000",
+                "POST",
+                path,
+                Some(body),
+                Some(&token),
+                &hs,
+            )
+            .await
+        }
+    };
+    for path in ["/user", "/acl", "/superuser"] {
+        for secret in [None, Some("wrong-secret")] {
+            let r = post(path, secret).await;
+            assert_eq!(r.status, 401, "{path} {secret:?}: {:?}", r.body);
+            assert_eq!(r.body["error"], "UNAUTHORIZED", "{:?}", r.body);
+        }
+        let r = post(path, Some("a-broker-routes-secret")).await;
+        assert_ne!(r.status, 401, "{path} with the secret: {:?}", r.body);
+    }
+    // The device may publish under its own prefix: the gate did not change the answer.
+    let ok = post("/acl", Some("a-broker-routes-secret")).await;
+    assert!(allowed(&ok), "{:?}", ok.body);
+
+    let anon = h.call("GET", "/metrics", None, None).await;
+    assert_eq!(anon.status, 401);
+    let wrong = h.call("GET", "/metrics", None, Some("not-the-token")).await;
+    assert_eq!(wrong.status, 401);
+    let right = h
+        .call("GET", "/metrics", None, Some("a-metrics-token-0123"))
+        .await;
+    assert_eq!(right.status, 200);
+    // Unconfigured, both stay open (the default, logged at start-up).
+    let open = harness(&[]);
+    assert_eq!(open.call("GET", "/metrics", None, None).await.status, 200);
+}

@@ -6,8 +6,9 @@ use rand_core::OsRng;
 use serde_json::json;
 use warp::http::StatusCode;
 
+use super::harness::TestKey;
 use super::harness::harness;
-use super::oauth_server::{VERIFIER, claims_of, fixture};
+use super::oauth_server::{REDIRECT, VERIFIER, claims_of, field, fixture, get, location_params};
 
 #[tokio::test]
 async fn the_client_registry_is_admin_only_and_shows_secrets_once() {
@@ -265,4 +266,84 @@ async fn an_unreachable_provider_fails_closed_and_its_callback_refuses_garbage()
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = h.call("GET", "/oauth/corp", None, None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_client_of_an_app_signs_in_only_its_people_with_a_proof_for_it_alone() {
+    let f = fixture().await;
+    let admin = f.h.admin.clone();
+    let new_app = |name: &'static str| {
+        let h = &f.h;
+        let admin = admin.clone();
+        async move {
+            let r = h
+                .call("POST", "/apps", Some(json!({"name": name})), Some(&admin))
+                .await;
+            r.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (app_a, app_b) = (new_app("a").await, new_app("b").await);
+    let client =
+        f.h.call(
+            "POST",
+            "/oauth/clients",
+            Some(json!({"name": "A's Grafana", "redirect_uris": [REDIRECT], "app_id": app_a})),
+            Some(&admin),
+        )
+        .await;
+    let client_a = client.body["client_id"].as_str().unwrap().to_owned();
+    let person = |kind: &'static str, tenant: Option<String>| {
+        let h = &f.h;
+        async move {
+            let key = TestKey::ed();
+            let extra = tenant.map_or(json!({}), |t| json!({"tenant": t}));
+            let r = h.register(kind, &key.public(), extra).await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            key
+        }
+    };
+    let of_a = person("user", Some(app_a.clone())).await;
+    let of_b = person("user", Some(app_b)).await;
+    let admin_elsewhere = person("admin", None).await;
+
+    // A person of app B, and an admin of no app, are refused by A's client …
+    for key in [&of_b, &admin_elsewhere] {
+        let page = f.authorize_for(&client_a, &[]).await;
+        let r = f.complete_with(&page, key).await;
+        let p = location_params(&r);
+        assert_eq!(get(&p, "error"), Some("access_denied"), "{p:?}");
+        assert!(get(&p, "code").is_none());
+    }
+    // … a person of app A gets a code …
+    let page = f.authorize_for(&client_a, &[]).await;
+    let r = f.complete_with(&page, &of_a).await;
+    assert!(get(&location_params(&r), "code").is_some(), "{:?}", r.body);
+    // … and a client without an app still signs in anyone who may (the fixture's person).
+    let page = f.authorize(&[]).await;
+    let r = f.complete_with(&page, &of_b).await;
+    assert!(get(&location_params(&r), "code").is_some());
+
+    // The page's text names the client; a signature over the bare challenge (what a key login
+    // at /auth/challenge signs) is refused.
+    let other_page = f.authorize(&[]).await;
+    let other_text = field(
+        &String::from_utf8(other_page.raw.clone()).unwrap(),
+        "challenge",
+    );
+    assert!(other_text.starts_with(&format!("oauth:{}:", f.client_id)));
+    let page = f.authorize_for(&client_a, &[]).await;
+    let html = String::from_utf8(page.raw.clone()).unwrap();
+    let text = field(&html, "challenge");
+    let bare = text
+        .strip_prefix(&format!("oauth:{client_a}:"))
+        .unwrap_or_else(|| panic!("the page's text is {text}"));
+    let form = serde_urlencoded::to_string([
+        ("request_id", field(&html, "request_id").as_str()),
+        ("challenge", text.as_str()),
+        ("public_key", of_a.public().as_str()),
+        ("signature", of_a.sign(bare.as_bytes()).as_str()),
+    ])
+    .unwrap();
+    let r = f.form("/oauth/authorize/complete", &form, &[]).await;
+    assert_eq!(get(&location_params(&r), "error"), Some("access_denied"));
 }

@@ -88,7 +88,7 @@ fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The value of `name="…" value="…"` in the page.
-fn field(html: &str, name: &str) -> String {
+pub fn field(html: &str, name: &str) -> String {
     let at = html
         .find(&format!("name=\"{name}\""))
         .unwrap_or_else(|| panic!("no {name} in page:\n{html}"));
@@ -110,10 +110,15 @@ pub fn get<'a>(pairs: &'a [(String, String)], k: &str) -> Option<&'a str> {
 
 impl Fixture {
     pub async fn authorize(&self, extra: &[(&str, &str)]) -> Reply {
+        self.authorize_for(&self.client_id, extra).await
+    }
+
+    /// The authorization page of another registered client (same redirect URI).
+    pub async fn authorize_for(&self, client_id: &str, extra: &[(&str, &str)]) -> Reply {
         let challenge = s256(VERIFIER);
         let mut q = vec![
             ("response_type", "code"),
-            ("client_id", self.client_id.as_str()),
+            ("client_id", client_id),
             ("redirect_uri", REDIRECT),
             ("state", "st-1"),
             ("code_challenge", challenge.as_str()),

@@ -46,6 +46,7 @@ pub(crate) struct Hooks {
     pub(crate) parked: Arc<Parked>,
     pub(crate) stats: Arc<MqttStats>,
     pub(crate) scx: ServerContext,
+    pub(crate) door: Arc<crate::front::Door>,
 }
 
 /// rmqtt wants one boxed handler per registration; they all share one [`Hooks`].
@@ -128,6 +129,34 @@ fn will_topic<'a>(w: &'a LastWill<'_>) -> &'a str {
 impl Hooks {
     async fn authenticate(&self, ci: &ConnectInfo) -> AuthResult {
         let t0 = Instant::now();
+        // Only connections a front admitted (caps, bans, handshake deadline) reach a decision:
+        // rmqtt's own listener is on loopback, where a PROXY header could claim any address.
+        if !self.door.connect_seen(ci.id().remote_addr) {
+            self.refuse(ci, "not_via_front");
+            return AuthResult::NotAuthorized;
+        }
+        let result = self.decide(ci).await;
+        self.stats.connect_latency.observe(t0.elapsed());
+        if matches!(result, AuthResult::BadUsernameOrPassword) {
+            self.hold_failure(ci).await;
+        }
+        result
+    }
+
+    /// A failed authentication counts against the client's address; over its allowance the
+    /// refusal is held back before CONNACK, then the address is locked out at the socket.
+    async fn hold_failure(&self, ci: &ConnectInfo) {
+        let Some(ip) = ci.id().remote_addr.map(|a| a.ip()) else {
+            return;
+        };
+        let hold = self.door.doorman.failed(ip);
+        if !hold.is_zero() {
+            self.stats.connects_held.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(hold).await;
+        }
+    }
+
+    async fn decide(&self, ci: &ConnectInfo) -> AuthResult {
         // MQTT 3.1.1 (MQTT-3.1.2-22): a password without the user name flag is a protocol
         // violation, however good the token in it; MQTT 5 allows it.
         if matches!(ci, ConnectInfo::V3(..)) && ci.username().is_none() && ci.password().is_some() {
@@ -140,7 +169,7 @@ impl Hooks {
             self.runtime
                 .live
                 .authorize(self.runtime.now(), token, Protocol::Mqtt, Some(client_id));
-        let result = match decision {
+        match decision {
             Decision::Permit(p) => self.admit(ci, p.value).await,
             Decision::Deny(d) => {
                 if d.code == DenyCode::PolicyError {
@@ -153,9 +182,7 @@ impl Hooks {
                     AuthResult::NotAuthorized
                 }
             }
-        };
-        self.stats.connect_latency.observe(t0.elapsed());
-        result
+        }
     }
 
     /// A verified, granted CONNECT: its Will must be granted and its client id free or its own.

@@ -9,12 +9,15 @@
 //! skips the authentication hook); both ACL hooks answer explicitly (rmqtt allows when no hook
 //! answers); the Last Will topic is checked at CONNECT (rmqtt never checks wills); the busy check
 //! is off (it refuses connects based on the machine's CPU load); the per-session queue is deep
-//! enough that a burst of acknowledged QoS1 messages is delivered rather than dropped.
+//! enough that a burst of acknowledged QoS1 messages is delivered rather than dropped. rmqtt
+//! reads a new socket's first bytes with no deadline, so each listener has a front of ours that
+//! enforces the handshake deadline, the per-address cap and the shared ban list ([`front`]).
 //! Retained messages are not stored (rmqtt's default retain store is disabled), and we say so.
 //! rmqtt lets any CONNECT take over the session of its client id; here a session belongs to the
 //! identity that made it, and a resumed one keeps only what its current grants cover
 //! ([`sessions`]).
 
+mod front;
 mod hooks;
 mod parked;
 mod sessions;
@@ -30,7 +33,10 @@ use rmqtt::context::ServerContext;
 use rmqtt::hook::Type;
 use rmqtt::net::{Builder, Listener};
 use rmqtt::server::MqttServer;
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use broker_auth_runtime::door::{Doorman, OpenDoor};
 
 use broker_auth::enforce::{ConnId, EndReason, LiveConn};
 use broker_auth_runtime::{Ender, Runtime};
@@ -77,8 +83,11 @@ pub struct MqttConfig {
     pub max_packet_size: u32,
     /// Concurrent connections per listener.
     pub max_connections: usize,
-    /// Time a client has to complete CONNECT.
+    /// Time a client has from accept to a CONNECT packet our hook has seen, enforced by the
+    /// front of each listener ([`front`]); rmqtt's own applies after its version probe only.
     pub handshake_timeout: Duration,
+    /// Open connections per client address, over all listeners (0 = no cap).
+    pub per_address: u32,
     /// How long a persisted session outlives its connection (v3.1.1 clean-session false), and
     /// the most a v5 client may ask for. Until it expires its client id stays bound to the
     /// identity that made it.
@@ -98,6 +107,9 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             max_connections: 100_000,
             handshake_timeout: Duration::from_secs(10),
+            // Generous: gateways behind one NAT share an address; a flood from one is still
+            // bounded well below the process's descriptor limit.
+            per_address: 1000,
             // rmqtt's v3.1.1 default; rmqtt leaves v5 requests uncapped (up to 136 years).
             session_expiry: Duration::from_secs(2 * 3600),
         }
@@ -176,82 +188,75 @@ fn broker_err(what: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>
 }
 
 impl EmbeddedBroker {
-    /// Bind every configured listener, install the hooks and start serving on the current
-    /// tokio runtime. Binding errors (port in use, unreadable TLS files) are returned here.
-    /// Decisions come from `runtime`, whose enforcement task (started by the caller, shared
-    /// with the process's other adapters) ends sessions; `stats` is where the hooks count.
+    /// [`EmbeddedBroker::start_with`] with a doorman that refuses nobody (tests, benchmarks).
     pub async fn start(
         config: &MqttConfig,
         runtime: Runtime,
         stats: Arc<MqttStats>,
+    ) -> Result<Self> {
+        Self::start_with(config, runtime, stats, Arc::new(OpenDoor)).await
+    }
+
+    /// Bind every configured listener, install the hooks and start serving on the current
+    /// tokio runtime. Binding errors (port in use, unreadable TLS files) are returned here.
+    /// Decisions come from `runtime`, whose enforcement task (started by the caller, shared
+    /// with the process's other adapters) ends sessions; `stats` is where the hooks count;
+    /// `doorman` says which addresses are closed at the socket and counts failed CONNECTs.
+    pub async fn start_with(
+        config: &MqttConfig,
+        runtime: Runtime,
+        stats: Arc<MqttStats>,
+        doorman: Arc<dyn Doorman>,
     ) -> Result<Self> {
         let scx = ServerContext::new()
             .busy_check_enable(false)
             .mqtt_max_sessions(0)
             .build()
             .await;
-        let parked = Arc::new(parked::Parked::default());
-        let hooks = Arc::new(hooks::Hooks {
-            runtime,
-            parked: parked.clone(),
-            stats: stats.clone(),
-            scx: scx.clone(),
-        });
-        sessions::install(Arc::new(sessions::Guard {
-            parked,
-            stats: stats.clone(),
-            scx: scx.clone(),
-        }))
-        .await;
-        let register = scx.extends.hook_mgr().register();
-        for t in [
-            Type::ClientAuthenticate,
-            Type::ClientConnected,
-            Type::ClientSubscribeCheckAcl,
-            Type::MessagePublishCheckAcl,
-            Type::ClientDisconnected,
-            Type::SessionTerminated,
-        ] {
-            register
-                .add(t, Box::new(hooks::Handle(hooks.clone())))
-                .await;
-        }
-        register.start().await;
+        let door = front::Door::new(
+            doorman,
+            config.per_address,
+            config.handshake_timeout,
+            stats.clone(),
+        );
+        install_hooks(&scx, runtime, stats.clone(), door.clone()).await;
 
         let mut addrs = BoundAddrs::default();
+        let mut tasks = Vec::new();
         let mut server = MqttServer::new(scx.clone());
         if let Some(a) = config.tcp {
-            let l = listener(config, "tcp", a)?
-                .bind()
-                .map_err(|e| broker_err("bind tcp", e))?;
-            addrs.tcp = Some(local(&l)?);
-            server = server.listener(l.tcp().map_err(|e| broker_err("tcp", e))?);
+            let (l, public) = inner(listener(config, "tcp")?, a).await?;
+            addrs.tcp = Some(local_of(&public)?);
+            let at = local(&l)?;
+            tasks.push(tokio::spawn(door.clone().run(public, at)));
+            server = server.listener_by_id(l.tcp().map_err(|e| broker_err("tcp", e))?, at.port());
         }
         if let Some(a) = config.ws {
-            let l = listener(config, "ws", a)?
-                .bind()
-                .map_err(|e| broker_err("bind ws", e))?;
-            addrs.ws = Some(local(&l)?);
-            server = server.listener(l.ws().map_err(|e| broker_err("ws", e))?);
+            let (l, public) = inner(listener(config, "ws")?, a).await?;
+            addrs.ws = Some(local_of(&public)?);
+            let at = local(&l)?;
+            tasks.push(tokio::spawn(door.clone().run(public, at)));
+            server = server.listener_by_id(l.ws().map_err(|e| broker_err("ws", e))?, at.port());
         }
         if let Some(t) = &config.tls {
             for p in [&t.cert, &t.key] {
                 std::fs::metadata(p).map_err(|e| broker_err(&p.display().to_string(), e))?;
             }
-            let l = listener(config, "tls", t.addr)?
+            let b = listener(config, "tls")?
                 .tls_cert(Some(t.cert.display().to_string()))
-                .tls_key(Some(t.key.display().to_string()))
-                .bind()
-                .map_err(|e| broker_err("bind tls", e))?;
-            addrs.tls = Some(local(&l)?);
-            server = server.listener(l.tls().map_err(|e| broker_err("tls", e))?);
+                .tls_key(Some(t.key.display().to_string()));
+            let (l, public) = inner(b, t.addr).await?;
+            addrs.tls = Some(local_of(&public)?);
+            let at = local(&l)?;
+            tasks.push(tokio::spawn(door.clone().run(public, at)));
+            server = server.listener_by_id(l.tls().map_err(|e| broker_err("tls", e))?, at.port());
         }
         let server = server.build();
-        let tasks = vec![tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
-        })];
+        }));
         Ok(Self {
             addrs,
             stats,
@@ -288,18 +293,72 @@ impl EmbeddedBroker {
     }
 }
 
-fn listener(config: &MqttConfig, name: &str, addr: SocketAddr) -> Result<Builder> {
+async fn install_hooks(
+    scx: &ServerContext,
+    runtime: Runtime,
+    stats: Arc<MqttStats>,
+    door: Arc<front::Door>,
+) {
+    let parked = Arc::new(parked::Parked::default());
+    let hooks = Arc::new(hooks::Hooks {
+        runtime,
+        parked: parked.clone(),
+        stats: stats.clone(),
+        scx: scx.clone(),
+        door,
+    });
+    sessions::install(Arc::new(sessions::Guard {
+        parked,
+        stats,
+        scx: scx.clone(),
+    }))
+    .await;
+    let register = scx.extends.hook_mgr().register();
+    for t in [
+        Type::ClientAuthenticate,
+        Type::ClientConnected,
+        Type::ClientSubscribeCheckAcl,
+        Type::MessagePublishCheckAcl,
+        Type::ClientDisconnected,
+        Type::SessionTerminated,
+    ] {
+        register
+            .add(t, Box::new(hooks::Handle(hooks.clone())))
+            .await;
+    }
+    register.start().await;
+}
+
+/// rmqtt's listener on a loopback port of its own, behind the public one we bind at `public`.
+async fn inner(b: Builder, public: SocketAddr) -> Result<(Listener, TcpListener)> {
+    let l = b
+        .laddr(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .proxy_protocol(true)
+        .bind()
+        .map_err(|e| broker_err("bind inner listener", e))?;
+    let p = TcpListener::bind(public)
+        .await
+        .map_err(|e| broker_err(&format!("bind {public}"), e))?;
+    Ok((l, p))
+}
+
+fn local_of(l: &TcpListener) -> Result<SocketAddr> {
+    l.local_addr().map_err(|e| broker_err("local address", e))
+}
+
+fn listener(config: &MqttConfig, name: &str) -> Result<Builder> {
     let inflight = NonZeroU16::new(config.max_inflight)
         .ok_or_else(|| broker_err("max_inflight", "must be at least 1"))?;
     Ok(Builder::new()
         .name(name)
-        .laddr(addr)
         .allow_anonymous(false)
         .max_inflight(inflight)
         .max_mqueue_len(config.max_queue)
         .max_packet_size(config.max_packet_size)
         .max_connections(config.max_connections)
-        .handshake_timeout(config.handshake_timeout)
+        // The front's deadline is the one that holds (from accept, counted as
+        // `handshake_timeout`); rmqtt's, later, only backs it up.
+        .handshake_timeout(config.handshake_timeout + Duration::from_secs(5))
         .session_expiry_interval(config.session_expiry)
         .max_session_expiry_interval(config.session_expiry)
         .nodelay(true)

@@ -68,6 +68,10 @@ pub struct MqttStats {
     pub inherited_subscriptions_dropped: AtomicU64,
     /// Queued or in-flight messages a resumed session inherited outside its current grants.
     pub inherited_messages_dropped: AtomicU64,
+    /// Connections closed at the socket by a listener's front, by reason.
+    shut: broker_auth::decision::ReasonCounts,
+    /// Failed CONNECTs whose refusal was held back (the address was over its allowance).
+    pub connects_held: AtomicU64,
     /// Time spent in the CONNECT hook (token verification and grants).
     pub connect_latency: Latency,
     /// Time spent in the per-message ACL hooks (one call in 32 is timed).
@@ -77,6 +81,16 @@ pub struct MqttStats {
 impl MqttStats {
     pub(crate) fn refuse(&self, reason: &'static str) {
         self.refused.add(reason);
+    }
+
+    pub(crate) fn shut(&self, reason: &'static str) {
+        self.shut.add(reason);
+    }
+
+    /// Connections closed at the socket (`too_many_connections`, `locked_out`, `banned`,
+    /// `handshake_timeout`), sorted.
+    pub fn shut_at_socket(&self) -> Vec<(&'static str, u64)> {
+        self.shut.sorted()
     }
 
     /// Count a session the runtime ended.

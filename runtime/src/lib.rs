@@ -4,11 +4,13 @@
 //! This crate holds those live inputs for a process and the I/O around them: the one injected
 //! [`Clock`], the shared decision inputs and their change channel ([`LiveAuth`]), the one
 //! registry of live connections with the task that ends them ([`enforcer`]), policies read
-//! from and followed on disk ([`policy_dir`]), and secret files kept private ([`secret_file`]). The embedded MQTT broker (`broker-auth-mqtt`),
+//! from and followed on disk ([`policy_dir`]), secret files kept private ([`secret_file`]), and what every listener checks at the socket
+//! ([`door`]: per-address caps, the shared lockout and ban list). The embedded MQTT broker (`broker-auth-mqtt`),
 //! the NATS callout and the sidecar all build on one [`Runtime`] per process.
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod door;
 pub mod enforcer;
 pub mod live;
 pub mod policy_dir;

@@ -105,6 +105,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub mqtt: MqttServeArgs,
     #[command(flatten)]
+    pub connections: crate::door::ConnectionArgs,
+    #[command(flatten)]
     pub provision: ProvisionArgs,
     /// Shared secret of `/internal/mqtt/*` (header `X-Internal-Secret`); unset = those routes
     /// refuse every caller.
@@ -248,6 +250,12 @@ pub struct MqttServeArgs {
     /// may ask for less, never more. Until then its client id stays bound to its identity.
     #[arg(long, env = "MQTT_SESSION_EXPIRY", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
     pub mqtt_session_expiry: u64,
+    /// Open MQTT connections per client address over all listeners (0 = no cap).
+    #[arg(long, env = "MQTT_MAX_CONNECTIONS_PER_IP", default_value_t = 1000)]
+    pub mqtt_max_connections_per_ip: u32,
+    /// Seconds from accept to a complete CONNECT; a slower client is closed.
+    #[arg(long, env = "MQTT_HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub mqtt_handshake_timeout: u64,
 }
 
 impl MqttServeArgs {
@@ -275,6 +283,8 @@ impl MqttServeArgs {
             max_queue: self.mqtt_max_queue,
             max_inflight: self.mqtt_max_inflight,
             session_expiry: std::time::Duration::from_secs(self.mqtt_session_expiry),
+            per_address: self.mqtt_max_connections_per_ip,
+            handshake_timeout: std::time::Duration::from_secs(self.mqtt_handshake_timeout),
             ..Default::default()
         };
         let any = config.tcp.is_some() || config.ws.is_some() || config.tls.is_some();

@@ -26,6 +26,9 @@ pub enum SidecarError {
     /// Body over the limit.
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(u64),
+    /// The body did not arrive within HTTP_BODY_TIMEOUT of the request's head.
+    #[error("request body not received in time")]
+    RequestTimeout,
     /// A signature did not verify (Cryptid 4001).
     #[error("signature verification failed")]
     InvalidSignature,

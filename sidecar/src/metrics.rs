@@ -83,6 +83,8 @@ struct MqttGauges {
     denied: Family<ActionLabels, Gauge>,
     closed: Family<ReasonLabels, Gauge>,
     inherited_dropped: Family<KindLabels, Gauge>,
+    shut: Family<ReasonLabels, Gauge>,
+    held: Gauge,
     latency_bucket: Family<BucketLabels, Gauge>,
     latency_count: Family<HookLabels, Gauge>,
     latency_sum: Family<HookLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -114,6 +116,16 @@ impl MqttGauges {
             "mqtt_inherited_dropped",
             "What resumed MQTT sessions inherited outside their current grants and lost, by kind",
             self.inherited_dropped.clone(),
+        );
+        r.register(
+            "mqtt_connections_shut",
+            "MQTT connections closed at the socket before CONNECT was decided, by reason",
+            self.shut.clone(),
+        );
+        r.register(
+            "mqtt_connects_held",
+            "Failed MQTT CONNECTs held back because their address was over its allowance",
+            self.held.clone(),
         );
         r.register(
             "mqtt_hook_latency_seconds_bucket",
@@ -166,6 +178,12 @@ impl MqttGauges {
                 .get_or_create(&KindLabels { kind })
                 .set(S::get(c) as i64);
         }
+        for (reason, n) in s.shut_at_socket() {
+            self.shut
+                .get_or_create(&ReasonLabels { reason })
+                .set(n as i64);
+        }
+        self.held.set(S::get(&s.connects_held) as i64);
         for (hook, l) in [("connect", &s.connect_latency), ("acl", &s.acl_latency)] {
             let mut total = 0u64;
             let counts = l.counts();

@@ -128,6 +128,20 @@ impl RateLimiter {
         Err(Refusal::RateLimited { retry_after })
     }
 
+    /// Whether `ip` is banned or locked out at `now_ms`, counting nothing.
+    pub fn standing(&self, ip: IpAddr, now_ms: i64) -> Option<Refusal> {
+        let Ok(inner) = self.inner.lock() else {
+            return Some(Refusal::LockedOut { retry_after: 1 });
+        };
+        if inner.bans.contains(&ip) {
+            return Some(Refusal::Banned { new: false });
+        }
+        let until = inner.ips.get(&ip)?.locked_until_ms;
+        (until > now_ms).then(|| Refusal::LockedOut {
+            retry_after: ((until - now_ms) as u64).div_ceil(1000),
+        })
+    }
+
     /// Lift a ban (admin).
     pub fn unban(&self, ip: IpAddr) {
         if let Ok(mut inner) = self.inner.lock() {

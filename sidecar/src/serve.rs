@@ -166,10 +166,11 @@ async fn start_mqtt(
     let Some(config) = state.config.mqtt.to_config()? else {
         return Ok(None);
     };
-    let broker = broker_auth_mqtt::EmbeddedBroker::start(
+    let broker = broker_auth_mqtt::EmbeddedBroker::start_with(
         &config,
         state.runtime(),
         state.metrics.mqtt_stats.clone(),
+        Arc::new(crate::door::SidecarDoor::new(state.clone())),
     )
     .await
     .map_err(|e| SidecarError::config_from("", e))?;
@@ -390,11 +391,15 @@ pub async fn run(
     if let Some(tx) = ready {
         let _ = tx.send(addr);
     }
-    warp::serve(crate::api::routes(state.clone()))
-        .incoming(listener)
-        .graceful(stopped(stop_rx))
-        .run()
-        .await;
+    let c = &state.config;
+    crate::http_server::serve(
+        listener,
+        crate::api::routes(state.clone()),
+        c.connections.http_limits(),
+        c.connections.http_door(&c.trusted_proxies),
+        stopped(stop_rx),
+    )
+    .await;
     if let Some(r) = responder {
         let _ = r.await;
     }

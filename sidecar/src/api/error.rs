@@ -113,6 +113,12 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
     ),
     ("METHOD_NOT_ALLOWED", 4050, 405, "method not allowed"),
     (
+        "REQUEST_TIMEOUT",
+        4080,
+        408,
+        "the request body did not arrive within HTTP_BODY_TIMEOUT",
+    ),
+    (
         "CONFLICT",
         4090,
         409,
@@ -171,6 +177,7 @@ pub fn name_of(e: &SidecarError) -> &'static str {
             "VALIDATION_ERROR"
         }
         SidecarError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+        SidecarError::RequestTimeout => "REQUEST_TIMEOUT",
         SidecarError::InvalidSignature => "INVALID_SIGNATURE",
         SidecarError::Replayed => "REPLAYED",
         SidecarError::RateLimited { .. } => "RATE_LIMIT_EXCEEDED",

@@ -50,8 +50,7 @@ where
     let mut body = std::pin::pin!(body);
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|_| SidecarError::Validation("could not read the body".into()))?;
+        let mut chunk = chunk.map_err(|e| body_error(&e))?;
         if buf.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(SidecarError::PayloadTooLarge(limit));
         }
@@ -63,6 +62,30 @@ where
         }
     }
     Ok(buf)
+}
+
+/// Why a body could not be read: its deadline passed (our listener's `DeadlineBody`), or the
+/// client broke off or sent a malformed chunk.
+fn body_error(e: &warp::Error) -> SidecarError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<crate::http_server::BodyTimeout>() {
+            return SidecarError::RequestTimeout;
+        }
+        cause = c.source();
+    }
+    SidecarError::Validation("could not read the body".into())
+}
+
+/// The raw body, at most `limit` bytes (form-encoded routes parse it themselves). Read like
+/// [`json_body`]: incrementally, with a timed-out body a 408 rather than warp's bare rejection.
+pub fn raw_body(limit: u64) -> impl Filter<Extract = (bytes::Bytes,), Error = Rejection> + Clone {
+    warp::body::stream().and_then(move |body| async move {
+        read_limited(body, limit)
+            .await
+            .map(bytes::Bytes::from)
+            .map_err(reject)
+    })
 }
 
 /// A JSON body of at most [`BODY_LIMIT`] bytes, read incrementally (a chunked upload without
@@ -220,11 +243,19 @@ pub fn resolve_ip(peer: Option<SocketAddr>, xff: Option<&str>, trusted: &[ipnet:
 }
 
 pub fn client_ip(state: State) -> impl Filter<Extract = (IpAddr,), Error = Rejection> + Clone {
-    warp::addr::remote()
+    // Our listener puts the peer in the request (`http_server::PeerAddr`); warp's own
+    // `remote()` is what its test harness sets.
+    warp::ext::optional::<crate::http_server::PeerAddr>()
+        .and(warp::addr::remote())
         .and(warp::header::optional::<String>("x-forwarded-for"))
-        .map(move |peer: Option<SocketAddr>, xff: Option<String>| {
-            resolve_ip(peer, xff.as_deref(), &state.config.trusted_proxies)
-        })
+        .map(
+            move |ours: Option<crate::http_server::PeerAddr>,
+                  warps: Option<SocketAddr>,
+                  xff: Option<String>| {
+                let peer = ours.map(|p| p.0).or(warps);
+                resolve_ip(peer, xff.as_deref(), &state.config.trusted_proxies)
+            },
+        )
 }
 
 /// The rate-limit gate of one route. A new ban is persisted before the refusal is answered.

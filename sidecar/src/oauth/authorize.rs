@@ -177,10 +177,9 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(warp::post())
         .and(limited(state.clone(), "POST /oauth/authorize/complete"))
         .and(with_state(state))
-        .and(warp::body::content_length_limit(
+        .and(crate::api::extract::raw_body(
             crate::api::extract::BODY_LIMIT,
         ))
-        .and(warp::body::bytes())
         .and_then(|state: State, body: Bytes| async move {
             complete(&state, &body).await.map_err(reject)
         });

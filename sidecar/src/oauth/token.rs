@@ -114,10 +114,9 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(warp::post())
         .and(with_state(state.clone()))
         .and(warp::header::optional::<String>("authorization"))
-        .and(warp::body::content_length_limit(
+        .and(crate::api::extract::raw_body(
             crate::api::extract::BODY_LIMIT,
         ))
-        .and(warp::body::bytes())
         .and_then(
             |state: State, auth: Option<String>, body: Bytes| async move {
                 token(&state, auth.as_deref(), &body).await.map_err(reject)

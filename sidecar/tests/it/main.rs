@@ -29,5 +29,6 @@ mod provisioner;
 mod schemathesis;
 mod server;
 mod sessions;
+mod slow_clients;
 mod standalone_callout;
 mod upstream_oidc;

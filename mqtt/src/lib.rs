@@ -12,7 +12,8 @@
 //! enough that a burst of acknowledged QoS1 messages is delivered rather than dropped. rmqtt
 //! reads a new socket's first bytes with no deadline, so each listener has a front of ours that
 //! enforces the handshake deadline, the per-address cap and the shared ban list ([`front`]).
-//! Retained messages are not stored (rmqtt's default retain store is disabled), and we say so.
+//! Shared subscriptions and retained messages are rmqtt's own plugins ([`state`]): without the
+//! first, rmqtt accepts a `$share/…` subscription and delivers nothing to it.
 //! rmqtt lets any CONNECT take over the session of its client id; here a session belongs to the
 //! identity that made it, and a resumed one keeps only what its current grants cover
 //! ([`sessions`]).
@@ -21,7 +22,10 @@ mod front;
 mod hooks;
 mod parked;
 mod sessions;
+mod state;
 pub mod stats;
+
+pub use state::RetainedStore;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -92,6 +96,11 @@ pub struct MqttConfig {
     /// the most a v5 client may ask for. Until it expires its client id stays bound to the
     /// identity that made it.
     pub session_expiry: Duration,
+    /// Where retained messages are kept.
+    pub retained: RetainedStore,
+    /// Retained messages kept at most (a store a client could otherwise grow without bound);
+    /// past it a new retained topic is not stored (its PUBLISH is still delivered).
+    pub max_retained: usize,
 }
 
 impl Default for MqttConfig {
@@ -112,6 +121,8 @@ impl Default for MqttConfig {
             per_address: 1000,
             // rmqtt's v3.1.1 default; rmqtt leaves v5 requests uncapped (up to 136 years).
             session_expiry: Duration::from_secs(2 * 3600),
+            retained: RetainedStore::Memory,
+            max_retained: 100_000,
         }
     }
 }
@@ -208,11 +219,18 @@ impl EmbeddedBroker {
         stats: Arc<MqttStats>,
         doorman: Arc<dyn Doorman>,
     ) -> Result<Self> {
-        let scx = ServerContext::new()
+        let scx = state::configs(config)
+            .into_iter()
+            .fold(ServerContext::new(), |b, (name, toml)| {
+                b.plugins_config_map_add(name, toml)
+            })
             .busy_check_enable(false)
             .mqtt_max_sessions(0)
             .build()
             .await;
+        state::start(&scx)
+            .await
+            .map_err(|e| broker_err("plugins", e))?;
         let door = front::Door::new(
             doorman,
             config.per_address,

@@ -335,6 +335,23 @@ impl Shared for OwnedShared {
     fn operation_is_busy(&self) -> bool {
         self.inner.operation_is_busy()
     }
+    async fn retain_load_with(
+        &self,
+        topic_filter: &rmqtt::types::TopicFilter,
+        cb: Arc<dyn rmqtt::shared::RetainLoadCallback>,
+    ) -> rmqtt::Result<Vec<(rmqtt::types::NodeId, rmqtt::types::MsgID)>> {
+        self.inner.retain_load_with(topic_filter, cb).await
+    }
+    async fn retain_set_broadcast(
+        &self,
+        topic: &rmqtt::types::TopicName,
+        retain: &rmqtt::types::Retain,
+        expiry_interval: Option<std::time::Duration>,
+    ) -> rmqtt::Result<()> {
+        self.inner
+            .retain_set_broadcast(topic, retain, expiry_interval)
+            .await
+    }
 }
 
 /// Install [`OwnedShared`] around the registry rmqtt built, before any listener runs.

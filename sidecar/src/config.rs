@@ -256,11 +256,19 @@ pub struct MqttServeArgs {
     /// Seconds from accept to a complete CONNECT; a slower client is closed.
     #[arg(long, env = "MQTT_HANDSHAKE_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub mqtt_handshake_timeout: u64,
+    /// Retained messages kept at most (in `<data-dir>/mqtt-retained`); past it a new retained
+    /// topic is delivered but not stored.
+    #[arg(long, env = "MQTT_MAX_RETAINED", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub mqtt_max_retained: u64,
 }
 
 impl MqttServeArgs {
-    /// The broker configuration, or `None` when every listener is off.
-    pub fn to_config(&self) -> Result<Option<broker_auth_mqtt::MqttConfig>, SidecarError> {
+    /// The broker configuration, or `None` when every listener is off. Retained messages are
+    /// kept under `data_dir` (a sled database of rmqtt's retainer beside ours).
+    pub fn to_config(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<broker_auth_mqtt::MqttConfig>, SidecarError> {
         let tls = match self.mqtt_tls_listen.addr() {
             None => None,
             Some(addr) => match (&self.mqtt_tls_cert, &self.mqtt_tls_key) {
@@ -285,6 +293,8 @@ impl MqttServeArgs {
             session_expiry: std::time::Duration::from_secs(self.mqtt_session_expiry),
             per_address: self.mqtt_max_connections_per_ip,
             handshake_timeout: std::time::Duration::from_secs(self.mqtt_handshake_timeout),
+            retained: broker_auth_mqtt::RetainedStore::Sled(data_dir.join("mqtt-retained")),
+            max_retained: usize::try_from(self.mqtt_max_retained).unwrap_or(usize::MAX),
             ..Default::default()
         };
         let any = config.tcp.is_some() || config.ws.is_some() || config.tls.is_some();

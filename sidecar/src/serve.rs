@@ -163,7 +163,7 @@ fn prepare_callout(
 async fn start_mqtt(
     state: &State,
 ) -> Result<Option<broker_auth_mqtt::EmbeddedBroker>, SidecarError> {
-    let Some(config) = state.config.mqtt.to_config()? else {
+    let Some(config) = state.config.mqtt.to_config(&state.config.store.data_dir)? else {
         return Ok(None);
     };
     let broker = broker_auth_mqtt::EmbeddedBroker::start_with(

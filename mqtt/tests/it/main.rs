@@ -7,6 +7,7 @@ mod acl;
 mod connect;
 mod lifetime;
 mod sessions;
+mod state;
 
 use rand_core::OsRng;
 use std::path::PathBuf;

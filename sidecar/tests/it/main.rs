@@ -16,6 +16,7 @@ mod identity_routes;
 mod interop;
 mod mqtt_e2e;
 mod mqtt_sessions;
+mod mqtt_state;
 mod nats_callout;
 mod oauth_authlib;
 mod oauth_browser;

@@ -16,7 +16,20 @@ use super::server::{Server, bootstrap};
 
 /// Run one phase of `tests/py/mqtt_sessions.py`; its JSON observations.
 fn paho(server: &Server, phase: &str, proto: u8, args: &[&str]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/py/mqtt_sessions.py");
+    paho_script("mqtt_sessions.py", server, phase, proto, args)
+}
+
+/// Run one phase of the paho script `tests/py/<name>` against `server`'s broker.
+pub(super) fn paho_script(
+    name: &str,
+    server: &Server,
+    phase: &str,
+    proto: u8,
+    args: &[&str],
+) -> Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name);
     let out = Command::new(python_with_paho())
         .arg(script)
         .args([
@@ -38,7 +51,7 @@ fn paho(server: &Server, phase: &str, proto: u8, args: &[&str]) -> Value {
 }
 
 /// Announce a fresh device key, as anyone may by default; (device address, access token).
-fn announce(c: &Client, server: &Server) -> (String, String) {
+pub(super) fn announce(c: &Client, server: &Server) -> (String, String) {
     let key = TestKey::ed();
     let ts = test_support::unix_now();
     let sig = key.sign(format!("announce:{}:{ts}", key.public()).as_bytes());
@@ -56,7 +69,7 @@ fn announce(c: &Client, server: &Server) -> (String, String) {
 }
 
 /// An `internal` identity with scope `mqtt.admin` (an MQTT superuser); its access token.
-fn superuser(c: &Client, server: &Server, admin: &str) -> String {
+pub(super) fn superuser(c: &Client, server: &Server, admin: &str) -> String {
     let body = json!({"type": "internal", "scopes": ["mqtt.admin"]});
     register_and_login(c, server, admin, &TestKey::p256(), body).1
 }

@@ -116,6 +116,13 @@ mkdir -p "$art_root" "$work_root"
 results="$(mktemp -d)"
 trap 'rm -rf "$results"' EXIT
 
+# The lines of a libFuzzer log that say what failed: those matching $1, and the line after each
+# panic (its message), at most $3 of them, indented.
+excerpt() {
+    awk -v re="$1" 'after { print; after = 0 } $0 ~ re { print; if ($0 ~ /panicked at/) after = 1 }' "$2" \
+        | cut -c1-400 | head -n "$3" | sed 's/^/    /'
+}
+
 # One target: replay its regressions, fuzz it for the budget from a scratch copy of its corpus,
 # optionally merge new coverage back. Writes its report to $results/NAME.
 run_target() {
@@ -145,8 +152,7 @@ run_target() {
             else
                 status=crash
                 echo "FAIL $t: a regression input fails again (log: $work/regressions.log)"
-                grep -E '^Running: |panicked at|^(SUMMARY|==[0-9]+== ERROR)' "$work/regressions.log" \
-                    | sed 's/^/    /' | head -n 20
+                excerpt '^Running: |panicked at|^(SUMMARY|==[0-9]+== ERROR)' "$work/regressions.log" 20
             fi
         fi
         if [ -d "$corpus" ]; then cp -R "$corpus/." "$work/corpus/"; fi
@@ -168,7 +174,7 @@ run_target() {
         if [ "$rc" -ne 0 ] || [ ${#artifacts[@]} -gt 0 ]; then
             status=crash
             echo "FAIL $t: libFuzzer exited $rc (log: $log)"
-            grep -E 'panicked at|^(SUMMARY|==[0-9]+== ERROR)|assertion' "$log" | sed 's/^/    /' | head -n 10
+            excerpt 'panicked at|^(SUMMARY|==[0-9]+== ERROR)' "$log" 12
             for a in "${artifacts[@]}"; do
                 echo "  artifact: $a"
                 echo "  reproduce: RUST_BACKTRACE=1 $bin $a"

@@ -32,3 +32,12 @@ test_read_follows_subscribe_grants if {
 	acl.allow with input as req(device, "read", "devices/dev-D1/cmd/reboot")
 	not acl.allow with input as req(device, "read", "devices/dev-D1/telemetry")
 }
+
+# 65535 is a limit in bytes: 15 bytes of prefix and 21840 three-byte characters are exactly
+# 65535 bytes; one character more is over, though 21856 characters are far below 65535.
+long_topic(n) := concat("", ["devices/dev-D1/", concat("", [c | some _ in numbers.range(1, n); c := "€"])])
+
+test_topic_length_is_counted_in_bytes if {
+	acl.allow with input as req(device, "publish", long_topic(21840))
+	not acl.allow with input as req(device, "publish", long_topic(21841))
+}

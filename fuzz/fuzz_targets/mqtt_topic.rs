@@ -85,12 +85,20 @@ fuzz_target!(|data: &[u8]| {
     })
     .expect("a valid pattern compiles");
     let by_ref = mqtt_matches_ref(g, t);
-    assert_eq!(grants.allows(Action::Publish, t), by_ref, "publish {g:?} {t:?}");
+    assert_eq!(
+        grants.allows(Action::Publish, t),
+        by_ref,
+        "publish {g:?} {t:?}"
+    );
     assert_eq!(grants.allows(Action::Read, t), by_ref, "read {g:?} {t:?}");
     // A subscription to `$share/<group>/<filter>` is judged by its inner filter (a topic here,
     // since `t` is one); a `$share` without a group and a filter is refused.
     let sub_ref = strip_shared(t).is_ok_and(|inner| mqtt_matches_ref(g, inner));
-    assert_eq!(grants.allows(Action::Subscribe, t), sub_ref, "subscribe {g:?} {t:?}");
+    assert_eq!(
+        grants.allows(Action::Subscribe, t),
+        sub_ref,
+        "subscribe {g:?} {t:?}"
+    );
     let shared = format!("$share/grp/{f}");
     let sub = grants.allows(Action::Subscribe, &shared);
     assert_eq!(sub, pf.is_some() && pg.covers_filter(f), "{shared:?}");

@@ -51,7 +51,12 @@ fn decode_all(text: &str, now: i64) {
 
 fn other<T: ClaimKind + std::fmt::Debug>(text: &str) {
     if let Ok(c) = nats_jwt::decode_at::<T>(text, None) {
-        assert!(c.iss.chars().next().is_some_and(|k| T::ISSUERS.contains(&k)));
+        assert!(
+            c.iss
+                .chars()
+                .next()
+                .is_some_and(|k| T::ISSUERS.contains(&k))
+        );
     }
 }
 
@@ -90,13 +95,12 @@ fuzz_target!(|data: &[u8]| {
                 header
             };
             let mut payload = payload.to_vec();
-            if opts & 1 == 1 {
-                if let Ok(serde_json::Value::Object(mut m)) =
+            if opts & 1 == 1
+                && let Ok(serde_json::Value::Object(mut m)) =
                     serde_json::from_slice::<serde_json::Value>(&payload)
-                {
-                    m.insert("iss".into(), n.server.public_key().into());
-                    payload = serde_json::to_vec(&m).unwrap();
-                }
+            {
+                m.insert("iss".into(), n.server.public_key().into());
+                payload = serde_json::to_vec(&m).unwrap();
             }
             let jwt = Nats::sign_raw(header, &payload, &n.server);
             decode_all(&jwt, CLOCKS[usize::from(opts >> 1) % CLOCKS.len()]);

@@ -63,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
         && subject.len() <= 4096
     {
         validate_nats_subject(subject, false).expect("a translated topic is a NATS subject");
-        assert_eq!(subject.replace('.', "/"), t, "translation is level for level");
+        assert_eq!(
+            subject.replace('.', "/"),
+            t,
+            "translation is level for level"
+        );
     }
     let Ok(pattern) = Pattern::parse(g) else {
         return;
@@ -75,15 +79,15 @@ fuzz_target!(|data: &[u8]| {
     for x in subjects.iter().filter(|x| x.len() <= 4096) {
         validate_nats_subject(x, true).expect("a translated pattern is a NATS pattern");
     }
-    if let Ok(subject) = &subject {
-        if !t.starts_with('$') {
-            let nats = subjects.iter().any(|x| nats_matches(x, subject));
-            assert_eq!(
-                nats,
-                pattern.matches_topic(t),
-                "MQTT {g:?} vs {t:?} and NATS {subjects:?} vs {subject:?} disagree"
-            );
-        }
+    if let Ok(subject) = &subject
+        && !t.starts_with('$')
+    {
+        let nats = subjects.iter().any(|x| nats_matches(x, subject));
+        assert_eq!(
+            nats,
+            pattern.matches_topic(t),
+            "MQTT {g:?} vs {t:?} and NATS {subjects:?} vs {subject:?} disagree"
+        );
     }
     // The translated pattern covers what the NATS side of a grant adds for the same topic.
     if n_ok && subjects.iter().any(|x| nats_covers(x, n)) && s_ok && nats_matches(n, s) {

@@ -35,9 +35,7 @@ use broker_auth::policy::{AclInput, Evaluator};
 use broker_auth::principal::{Principal, Protocol};
 use broker_auth::token::{Audience, Claims, TokenUse};
 use broker_auth::topic::MAX_TOPIC_LEN;
-use broker_auth_fuzz::{
-    AUDIENCE, ECHO_RULE, ISSUER, NOW, echo_policy, fields, pct_decode, policy,
-};
+use broker_auth_fuzz::{AUDIENCE, ECHO_RULE, ISSUER, NOW, echo_policy, fields, pct_decode, policy};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
@@ -240,8 +238,7 @@ fn decide(p: &Principal, acl: &AclInput<'_>, i: &Input) {
     let cached = set.grants_cached(p).expect("memoized grants");
     assert_eq!(*cached, grants, "the memo answers as the policy");
     assert_eq!(grants.superuser(), is_superuser(p), "superuser marks");
-    if !grants.superuser() && p.id != OTHER_DEVICE && !p.devices.iter().any(|d| d == OTHER_DEVICE)
-    {
+    if !grants.superuser() && p.id != OTHER_DEVICE && !p.devices.iter().any(|d| d == OTHER_DEVICE) {
         let other = format!("devices/{OTHER_DEVICE}/cmd/x");
         assert!(!grants.allows(Action::Publish, &other), "{other}");
         assert!(!grants.allows(Action::Subscribe, &other), "{other}");

@@ -23,16 +23,7 @@ use broker_auth::token::{Audience, Claims, KeySet, TokenUse, VerifyCache};
 use broker_auth_fuzz::{AUDIENCE, ISSUER, NOW, REVOKED_SID, Signer, tokens};
 use libfuzzer_sys::fuzz_target;
 
-const CLOCKS: [i64; 8] = [
-    NOW,
-    NOW + 29,
-    NOW + 31,
-    NOW - 31,
-    0,
-    -1,
-    i64::MIN,
-    i64::MAX,
-];
+const CLOCKS: [i64; 8] = [NOW, NOW + 29, NOW + 31, NOW - 31, 0, -1, i64::MIN, i64::MAX];
 const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 fn cache() -> &'static VerifyCache {
@@ -92,7 +83,9 @@ fn accepted(token: &str, c: &Claims, now: i64, want: TokenUse) {
         serde_json::from_slice(&b64::url_decode_strict("h", header).unwrap()).unwrap();
     let fields = header.as_object().expect("header is an object");
     assert!(
-        fields.keys().all(|k| ["alg", "kid", "typ"].contains(&k.as_str())),
+        fields
+            .keys()
+            .all(|k| ["alg", "kid", "typ"].contains(&k.as_str())),
         "header outside the allow-list was accepted: {header}"
     );
     assert_eq!(c.iss, ISSUER);
@@ -131,12 +124,12 @@ fuzz_target!(|data: &[u8]| {
             check(&token, now, payload);
         }
         b'j' => {
-            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(rest) {
-                if let Ok(set) = KeySet::from_jwks(&doc) {
-                    // Imported keys verify only: none of them can sign.
-                    assert!(set.active().is_none());
-                    let _ = set.jwks();
-                }
+            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(rest)
+                && let Ok(set) = KeySet::from_jwks(&doc)
+            {
+                // Imported keys verify only: none of them can sign.
+                assert!(set.active().is_none());
+                let _ = set.jwks();
             }
         }
         _ => {

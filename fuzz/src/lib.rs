@@ -111,8 +111,8 @@ pub fn tokens() -> &'static Tokens {
         let vo_full = TokenKey::from_pkcs8(TokenAlg::EdDSA, ed_pkcs8(&verify_only)).expect("vo");
         let vo_jwk = vo_full.public_jwk().expect("jwk").clone();
         let vo_key = TokenKey::from_jwk(&vo_jwk).expect("jwk import");
-        let app_key = TokenKey::hs256_for_app(APP, SecretBytes::new(HS_SECRET.to_vec()))
-            .expect("app key");
+        let app_key =
+            TokenKey::hs256_for_app(APP, SecretBytes::new(HS_SECRET.to_vec())).expect("app key");
         let hs_key =
             TokenKey::hs256(HS_KID, SecretBytes::new(HS_PLAIN_SECRET.to_vec())).expect("hs key");
         let (ed_kid, p256_kid, verify_only_kid) = (
@@ -192,8 +192,7 @@ impl Tokens {
                 } else {
                     &self.hs
                 };
-                jsonwebtoken::crypto::sign(msg, key, jsonwebtoken::Algorithm::HS256)
-                    .expect("hmac")
+                jsonwebtoken::crypto::sign(msg, key, jsonwebtoken::Algorithm::HS256).expect("hmac")
             }
         };
         format!("{input}.{sig}")

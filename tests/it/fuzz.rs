@@ -69,7 +69,11 @@ fn every_fuzz_target_runs_clean_with_coverage() {
         assert_eq!(r["status"], "ok", "{t}: {r:?}");
         for key in ["execs", "cov", "ft"] {
             let n: u64 = r[key].parse().unwrap_or(0);
-            assert!(n > 0, "{t} reported {key}={}: no engine or no coverage\n{stdout}", r[key]);
+            assert!(
+                n > 0,
+                "{t} reported {key}={}: no engine or no coverage\n{stdout}",
+                r[key]
+            );
         }
     }
 }

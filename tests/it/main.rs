@@ -6,4 +6,5 @@ mod compose;
 mod compose_operator;
 mod dockerfile;
 mod first_session;
+mod fuzz;
 mod grafana;

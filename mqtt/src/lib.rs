@@ -364,6 +364,9 @@ fn local_of(l: &TcpListener) -> Result<SocketAddr> {
     l.local_addr().map_err(|e| broker_err("local address", e))
 }
 
+/// Topic aliases a v5 client may set, and the most we use towards one.
+const TOPIC_ALIAS_MAX: u16 = 10;
+
 fn listener(config: &MqttConfig, name: &str) -> Result<Builder> {
     let inflight = NonZeroU16::new(config.max_inflight)
         .ok_or_else(|| broker_err("max_inflight", "must be at least 1"))?;
@@ -374,6 +377,9 @@ fn listener(config: &MqttConfig, name: &str) -> Result<Builder> {
         .max_mqueue_len(config.max_queue)
         .max_packet_size(config.max_packet_size)
         .max_connections(config.max_connections)
+        // rmqtt advertises 0 (a v5 client may not use aliases at all). An alias holds a topic
+        // of up to 64 KiB for the connection's life, so the count stays small: mosquitto's 10.
+        .max_topic_aliases(TOPIC_ALIAS_MAX)
         // The front's deadline is the one that holds (from accept, counted as
         // `handshake_timeout`); rmqtt's, later, only backs it up.
         .handshake_timeout(config.handshake_timeout + Duration::from_secs(5))

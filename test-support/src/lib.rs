@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod mqtt_raw;
 pub mod nats_client;
 
 /// Seconds since the Unix epoch (tokens in tests are minted against the real clock).

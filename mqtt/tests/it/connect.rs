@@ -115,11 +115,7 @@ async fn will_topic_is_checked_against_publish_grants() {
 /// A v3.1.1 CONNECT written by hand: clean session, keep-alive 30, `client_id`, and the
 /// optional user name and password with their flags as given (`flags` is added to 0x02).
 fn raw_v311_connect(client_id: &str, flags: u8, username: Option<&str>, password: &str) -> Vec<u8> {
-    let string = |s: &str| {
-        let mut v = (s.len() as u16).to_be_bytes().to_vec();
-        v.extend_from_slice(s.as_bytes());
-        v
-    };
+    use test_support::mqtt_raw::{packet, string};
     let mut body = string("MQTT");
     body.extend_from_slice(&[4, 0x02 | flags, 0, 30]);
     body.extend(string(client_id));
@@ -127,21 +123,7 @@ fn raw_v311_connect(client_id: &str, flags: u8, username: Option<&str>, password
         body.extend(string(u));
     }
     body.extend(string(password));
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend(body);
-    packet
+    packet(0x10, &body)
 }
 
 /// The CONNACK return code the broker answers `packet` with (None: it closed without one).

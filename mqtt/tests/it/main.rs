@@ -6,6 +6,7 @@
 mod acl;
 mod connect;
 mod lifetime;
+mod mqtt5;
 mod sessions;
 mod state;
 

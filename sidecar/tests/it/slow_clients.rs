@@ -213,27 +213,13 @@ fn malformed_requests_are_not_logged_at_error_and_their_lines_are_throttled() {
 
 /// An MQTT 3.1.1 CONNECT with `password` (the token) and a user name.
 fn connect_packet(client_id: &str, password: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0b1100_0010, 0, 60]);
+    use test_support::mqtt_raw::{packet, string};
+    let mut body = string("MQTT");
+    body.extend_from_slice(&[4, 0b1100_0010, 0, 60]);
     for field in [client_id, "user", password] {
-        body.extend_from_slice(&(field.len() as u16).to_be_bytes());
-        body.extend_from_slice(field.as_bytes());
+        body.extend(string(field));
     }
-    let mut packet = vec![0x10];
-    let mut len = body.len();
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        packet.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-    packet.extend_from_slice(&body);
-    packet
+    packet(0x10, &body)
 }
 
 #[derive(Debug, PartialEq)]

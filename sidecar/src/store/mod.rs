@@ -12,6 +12,7 @@ mod codec;
 mod oauth_records;
 mod policy_records;
 mod records;
+mod sled_check;
 mod sled_devices;
 mod sled_nats;
 mod sled_oauth;
@@ -36,6 +37,7 @@ pub use records::{
     RevocationRecord, RoleRecord, SealedSeed, SigningKeyRecord, UpstreamAccount, UserRolesRecord,
     upstream_index,
 };
+pub use sled_check::CheckReport;
 pub use sled_store::SledStore;
 
 /// What a backend reported when it failed (sled's error, an I/O error, a NATS KV error, ...).

@@ -185,3 +185,28 @@ fn pending_steps_are_taken_once_and_codes_are_used_once() {
         Some("ses-A")
     );
 }
+
+#[test]
+fn the_check_finds_torn_records_and_dangling_index_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    s.insert_identity(&ident("dev-A", "k1")).unwrap();
+    let ok = s.check().unwrap();
+    assert_eq!((ok.records, ok.index_entries), (1, 1));
+    // An index entry whose record is gone: half of a transaction.
+    s.keys.insert("k9", "dev-gone").unwrap();
+    let e = s.check().unwrap_err().to_string();
+    assert!(e.contains("identity_keys") && e.contains("dev-gone"), "{e}");
+    s.keys.remove("k9").unwrap();
+    // A record cut short.
+    s.identities
+        .insert("dev-T", &b"\x01{\"id\":\"dev-T\""[..])
+        .unwrap();
+    assert!(matches!(
+        s.check(),
+        Err(StoreError::Corrupt {
+            tree: "identities",
+            ..
+        })
+    ));
+}

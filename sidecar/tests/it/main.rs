@@ -6,6 +6,7 @@
 mod app_routes;
 mod broker_routes;
 mod conventions;
+mod crash_loop;
 mod device_routes;
 mod e2e;
 mod enforcement;

@@ -54,9 +54,19 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, SidecarError> {
         .enable_all()
         .build()
         .map_err(|e| SidecarError::internal_from("tokio runtime", e))?;
-    rt.block_on(crate::serve::run(args, shutdown_signal(), None))?;
+    let served = rt.block_on(crate::serve::run(args, shutdown_signal(), None));
+    // rmqtt's retainer keeps its sled database behind a command loop on the blocking pool that
+    // ends only when the plugin is dropped, which rmqtt never does: dropping the runtime would
+    // wait for it forever. So the pool gets a bounded grace instead, longer than sled's 500 ms
+    // flush interval, so the retained store's last writes reach the disk (our own store was
+    // flushed by `run`).
+    rt.shutdown_timeout(BLOCKING_GRACE);
+    served?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long a stopping server waits for blocking tasks (see [`serve`]).
+const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn flush(store: &dyn Durable) -> Result<(), SidecarError> {
     tokio::runtime::Builder::new_current_thread()

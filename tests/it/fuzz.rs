@@ -1,6 +1,6 @@
 //! The coverage-guided fuzz targets (`fuzz/`, a workspace of its own, libFuzzer on stable Rust):
-//! `bash fuzz/run.sh --budget 20 --jobs 2` from the repository root builds them, replays every
-//! regression input and fuzzes each default target for 20 s. It must exit 0, and every default
+//! `bash fuzz/run.sh --budget 10 --jobs 2` from the repository root builds them, replays every
+//! regression input and fuzzes each default target for 10 s. It must exit 0, and every default
 //! target must report executions and coverage, so a build that links no engine or instruments
 //! nothing fails here instead of passing quietly.
 
@@ -43,7 +43,7 @@ fn every_fuzz_target_runs_clean_with_coverage() {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     test_support::require_tool(&cxx, "apt-get install -y g++");
     let out = Command::new("bash")
-        .args(["fuzz/run.sh", "--budget", "20", "--jobs", "2"])
+        .args(["fuzz/run.sh", "--budget", "10", "--jobs", "2"])
         .current_dir(repo())
         .output()
         .unwrap();

@@ -4,7 +4,8 @@
 //!
 //! Not here: reason strings. rmqtt 0.24 writes a refused CONNACK with its reason code only, and
 //! closes a session's socket before writing the server DISCONNECT it builds (with the reason
-//! string), so a v5 client cut by us gets no DISCONNECT at all; see `SECURITY.md`/issue 16.
+//! string), so a v5 client cut by us gets no DISCONNECT at all; see the README ("What the broker
+//! keeps") and issue 16.
 
 use std::time::Duration;
 

@@ -65,7 +65,8 @@ fn retained_messages_survive_a_restart_and_follow_the_grants() {
         &[&token, &format!("devices/{other}/cmd/x"), "hijack"],
     );
 
-    server.terminate();
+    let stopped = server.terminate().expect("the sidecar exits on SIGTERM");
+    assert!(stopped.success(), "{stopped}");
     let server = Server::start(&data, &[]);
     let root = superuser(&c, &server, &admin);
     for proto in [3, 5] {

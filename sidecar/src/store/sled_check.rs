@@ -57,7 +57,7 @@ impl SledStore {
             if v.len() != 8 {
                 return Err(StoreError::Conflict(format!(
                     "announce_signatures entry {} holds {} bytes, not an i64",
-                    hex(&k),
+                    data_encoding::HEXLOWER.encode(&k),
                     v.len()
                 )));
             }
@@ -133,8 +133,4 @@ impl SledStore {
         }
         Ok(())
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

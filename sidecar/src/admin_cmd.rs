@@ -8,7 +8,7 @@ use crate::apikeys;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{ServeArgs, StoreArgs};
 use crate::error::SidecarError;
-use crate::store::{ApiKeyStore, Durable, SledStore, Store};
+use crate::store::{Durable, Store};
 
 fn init_logging(json: bool) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -82,11 +82,12 @@ pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, Sid
             "--expires-in-days must be between 1 and 365",
         ));
     }
-    let store = SledStore::open(&args.data_dir)?;
     // Create the master key and first signing key now, so `serve` finds them.
     let master = crate::serve::master_key(args)?;
+    let store = crate::store::open(args)?;
+    let store = store.as_ref();
     let now = SystemClock.now();
-    crate::keystore::load_key_set(&store, &master, TokenAlg::EdDSA, now, 366 * 86_400)?;
+    crate::keystore::load_key_set(store, &master, TokenAlg::EdDSA, now, 366 * 86_400)?;
     let new = apikeys::generate(
         "bootstrap admin",
         vec!["admin".into()],
@@ -96,7 +97,7 @@ pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, Sid
         now,
     );
     store.put_api_key(&new.record)?;
-    flush(&store)?;
+    flush(store)?;
     println!(
         "Admin API key (shown once; only its hash is stored), id {}:",
         new.record.id
@@ -106,11 +107,11 @@ pub fn bootstrap(args: &StoreArgs, expires_in_days: i64) -> Result<ExitCode, Sid
 }
 
 pub fn rotate(args: &StoreArgs, alg: &str) -> Result<ExitCode, SidecarError> {
-    let store = SledStore::open(&args.data_dir)?;
     let master = crate::serve::master_key(args)?;
+    let store = crate::store::open(args)?;
     let alg = crate::config::signing_alg_named(alg)?;
-    let kid = crate::keystore::rotate(&store, &master, alg, SystemClock.now())?;
-    flush(&store)?;
+    let kid = crate::keystore::rotate(store.as_ref(), &master, alg, SystemClock.now())?;
+    flush(store.as_ref())?;
     println!("new signing key {kid}");
     Ok(ExitCode::SUCCESS)
 }
@@ -134,7 +135,7 @@ pub fn init_operator(
     };
     let seeds = provision.seed_key()?;
     let seed_path = seed_path.unwrap_or_else(|| args.data_dir.join("operator.seed"));
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(SledStore::open(&args.data_dir)?);
+    let store: std::sync::Arc<dyn Store> = crate::store::open(args)?;
     // Accounts need no policy; users are minted by `serve`, which loads the real one.
     let names = provision.names();
     let done =

@@ -38,15 +38,71 @@ fn parse_rate_limit(s: &str) -> Result<RateLimitSpec, String> {
     })
 }
 
+/// Which backend keeps the records.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StoreKind {
+    /// A sled database in `--data-dir` (one process).
+    #[default]
+    Sled,
+    /// NATS JetStream key-value buckets, shared by every sidecar and callout pointed at them.
+    Nats,
+}
+
 /// Where the data lives (shared by every subcommand that opens the store).
 #[derive(Args, Clone, Debug)]
 pub struct StoreArgs {
-    /// sled data directory.
+    /// The store backend: `sled` (one process, `--data-dir`) or `nats` (JetStream, shared).
+    #[arg(long = "store", env = "STORE", value_enum, default_value = "sled")]
+    pub kind: StoreKind,
+    /// sled data directory (with `--store nats`: only the embedded broker's retained messages
+    /// and the first start's `admin.key`).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Base64 of 32 bytes that encrypts signing keys at rest; default: DATA_DIR/master.key (0600).
+    /// Required with `--store nats`: every sidecar sharing the store needs the same one.
     #[arg(long, env = "KEY_ENCRYPTION_KEY", hide_env_values = true)]
     pub key_encryption_key: Option<SecretString>,
+    #[command(flatten)]
+    pub nats: NatsStoreArgs,
+}
+
+/// `--store nats`: how to reach JetStream and what to call the buckets.
+#[derive(Args, Clone, Debug)]
+pub struct NatsStoreArgs {
+    /// nats-server URLs (comma-separated seeds of a cluster).
+    #[arg(long = "store-nats-url", env = "STORE_NATS_URL")]
+    pub url: Option<String>,
+    /// A `.creds` file (user JWT and seed) for the store connection.
+    #[arg(long = "store-nats-creds", env = "STORE_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// User name for the store connection (with `--store-nats-password`).
+    #[arg(long = "store-nats-user", env = "STORE_NATS_USER")]
+    pub user: Option<String>,
+    /// Password for the store connection.
+    #[arg(
+        long = "store-nats-password",
+        env = "STORE_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<SecretString>,
+    /// Replicas of each bucket and stream when they are created (1 or 3).
+    #[arg(long = "store-replicas", env = "STORE_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+    /// Prefix of every bucket and stream name.
+    #[arg(
+        long = "store-prefix",
+        env = "STORE_PREFIX",
+        default_value = "broker_auth"
+    )]
+    pub prefix: String,
+    /// How long one store operation may wait for JetStream before it fails (503), in ms.
+    #[arg(
+        long = "store-timeout-ms",
+        env = "STORE_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub timeout_ms: u64,
 }
 
 /// `sidecar serve`.

@@ -16,13 +16,17 @@ use crate::keystore::{self, MasterKey};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::state::{AppState, State};
-use crate::store::{RevocationKind, RevocationStore, SledStore, Store};
+use crate::store::{RevocationKind, RevocationStore, Store};
 
 /// The master key from configuration, or the data directory's key file.
 pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, SidecarError> {
-    match &store_args.key_encryption_key {
-        Some(k) => MasterKey::from_base64(k.expose()),
-        None => MasterKey::load_or_create(&store_args.data_dir),
+    match (&store_args.key_encryption_key, store_args.kind) {
+        (Some(k), _) => MasterKey::from_base64(k.expose()),
+        // A key file in one sidecar's directory cannot be shared with the others.
+        (None, crate::config::StoreKind::Nats) => Err(SidecarError::config(
+            "--store nats needs KEY_ENCRYPTION_KEY (the same on every sidecar sharing the store)",
+        )),
+        (None, crate::config::StoreKind::Sled) => MasterKey::load_or_create(&store_args.data_dir),
     }
 }
 
@@ -339,7 +343,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> Result<(), SidecarError> {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.store.data_dir)?);
+    // Fail before opening anything: a missing shared master key is a configuration error.
+    master_key(&config.store)?;
+    let store = crate::store::open(&config.store)?;
     first_start_admin(store.as_ref(), &config.store.data_dir, SystemClock.now()).await?;
     let listen = config.listen;
     let state = build_state(config, store.clone(), Arc::new(SystemClock))?;

@@ -150,6 +150,12 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
         "a dependency (nats-server) is not reachable; the write was kept, retry to propagate it",
     ),
     (
+        "STORE_UNAVAILABLE",
+        5031,
+        503,
+        "the store (NATS JetStream) did not confirm in time; nothing was stored, retry",
+    ),
+    (
         "INTERNAL",
         5000,
         500,
@@ -198,6 +204,7 @@ pub fn name_of(e: &SidecarError) -> &'static str {
         SidecarError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         SidecarError::PolicyInvalid(_) => "POLICY_INVALID",
         SidecarError::Store(crate::store::StoreError::Conflict(_)) => "CONFLICT",
+        SidecarError::Store(crate::store::StoreError::Unavailable(_)) => "STORE_UNAVAILABLE",
         SidecarError::Unavailable { .. } => "UNAVAILABLE",
         SidecarError::Store(_) | SidecarError::Policy { .. } | SidecarError::Internal { .. } => {
             "INTERNAL"

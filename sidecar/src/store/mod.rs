@@ -3,12 +3,17 @@
 //! make its writes durable), and [`Store`], their union, which `Arc<dyn Store>` carries. A domain
 //! function takes the narrowest trait it needs; trait upcasting turns a `&dyn Store` into it.
 //!
-//! `sled_store` is the only module in the workspace that imports sled, so another backend (NATS
-//! JetStream KV, for several sidecars) follows by implementing the traits. Every record is
+//! The `sled_*` modules are the only ones in the workspace that import sled; `nats_kv` and
+//! `nats_domains` are the JetStream backend for several sidecars (`--store nats`), the same
+//! traits on KV buckets. Every record is
 //! serialized one way: a version byte followed by JSON (`codec`), so a record written by a newer
 //! version is refused, never misread.
 
 mod codec;
+mod nats_accounts;
+mod nats_domains;
+mod nats_kv;
+mod nats_policies;
 mod oauth_records;
 mod policy_records;
 mod records;
@@ -26,6 +31,7 @@ mod sled_tests;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use nats_kv::NatsKvStore;
 pub use oauth_records::{
     AuthCodeRecord, AuthorizeRequest, OAuthClientRecord, PendingRecord, PendingStep,
     UpstreamPending,
@@ -39,6 +45,15 @@ pub use records::{
 };
 pub use sled_check::CheckReport;
 pub use sled_store::SledStore;
+
+/// Open the store the configuration names. A backend that cannot be opened is an error, never a
+/// silent fallback to the other.
+pub fn open(args: &crate::config::StoreArgs) -> StoreResult<std::sync::Arc<dyn Store>> {
+    Ok(match args.kind {
+        crate::config::StoreKind::Sled => std::sync::Arc::new(SledStore::open(&args.data_dir)?),
+        crate::config::StoreKind::Nats => std::sync::Arc::new(NatsKvStore::connect(&args.nats)?),
+    })
+}
 
 /// What a backend reported when it failed (sled's error, an I/O error, a NATS KV error, ...).
 pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -67,6 +82,10 @@ pub enum StoreError {
     /// The backend failed.
     #[error("storage backend: {0}")]
     Backend(#[source] BackendError),
+    /// A shared backend (NATS JetStream) did not do or did not confirm the operation in time:
+    /// nothing was acknowledged, and a retry may succeed (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] BackendError),
 }
 
 /// Why a record's bytes could not be read or written.

@@ -33,4 +33,5 @@ mod server;
 mod sessions;
 mod slow_clients;
 mod standalone_callout;
+mod store_conformance;
 mod upstream_oidc;

@@ -30,6 +30,8 @@ pub enum ApiKeyError {
     Unknown,
     Revoked,
     Expired,
+    /// The store could not say (a shared store unreachable): the caller answers 503, not 401.
+    StoreUnavailable,
 }
 
 impl ApiKeyError {
@@ -41,6 +43,7 @@ impl ApiKeyError {
             ApiKeyError::Unknown => "unknown",
             ApiKeyError::Revoked => "revoked",
             ApiKeyError::Expired => "expired",
+            ApiKeyError::StoreUnavailable => "store_unavailable",
         }
     }
 }
@@ -118,9 +121,12 @@ pub fn verify(store: &dyn ApiKeyStore, key: &str, now: i64) -> Result<ApiKeyReco
     let rec = store
         .api_key(id)
         .map_err(|e| {
-            // Refused like an unknown key (401), but the store's failure is not lost.
             tracing::warn!(error = %e, "API key lookup failed");
-            ApiKeyError::Unknown
+            match e {
+                crate::store::StoreError::Unavailable(_) => ApiKeyError::StoreUnavailable,
+                // Refused like an unknown key (401), but the store's failure is not lost.
+                _ => ApiKeyError::Unknown,
+            }
         })?
         .ok_or(ApiKeyError::Unknown)?;
     let presented = hash_secret(secret);

@@ -30,8 +30,11 @@ pub fn master_key(store_args: &crate::config::StoreArgs) -> Result<MasterKey, Si
     }
 }
 
-/// The revocations still in force at `now`, from the whole feed.
-fn load_revocations(store: &dyn RevocationStore, now: i64) -> Result<RevocationSet, SidecarError> {
+/// The revocations still in force at `now`, from the whole feed, and the feed's last sequence.
+fn load_revocations(
+    store: &dyn RevocationStore,
+    now: i64,
+) -> Result<(RevocationSet, u64), SidecarError> {
     let revocations = RevocationSet::new();
     let mut since = 0;
     loop {
@@ -51,7 +54,7 @@ fn load_revocations(store: &dyn RevocationStore, now: i64) -> Result<RevocationS
             }
         }
     }
-    Ok(revocations)
+    Ok((revocations, since))
 }
 
 /// The NATS provisioner, when an operator seed is configured; its seed key is checked now.
@@ -110,7 +113,7 @@ pub fn build_state(
         config.max_token_lifetime(),
     )?;
     let keys = keystore::with_app_keys(keys, &config.app_hs256_secrets)?;
-    let revocations = load_revocations(store.as_ref(), now)?;
+    let (revocations, revocations_loaded) = load_revocations(store.as_ref(), now)?;
     let bans = store.bans()?.into_iter().filter_map(|b| b.ip.parse().ok());
     let policy = crate::domain::policies::startup(store.as_ref(), &config.policies, now)?;
     for w in policy.warnings() {
@@ -144,6 +147,7 @@ pub fn build_state(
         upstream: crate::oauth::upstream::Upstreams::new(&config.upstream_oidc)?,
         policy_lock: Default::default(),
         callout_status: Default::default(),
+        revocations_loaded,
         config,
     }))
 }
@@ -370,6 +374,9 @@ pub async fn run(
     // One enforcement task for the MQTT broker's sessions and the callout's connections.
     let enforcement = state.runtime().spawn_enforcement();
     let watcher = tokio::spawn(follow_policy_dir(state.clone()));
+    // A shared store: what the other sidecars write is put into force here too.
+    let follower = crate::store::MaintenanceStore::follow(store.as_ref(), state.revocations_loaded)
+        .map(|changes| tokio::spawn(crate::domain::follow::run(state.clone(), changes)));
 
     // One shutdown signal, several listeners: the REST server and the in-process responder.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -414,6 +421,9 @@ pub async fn run(
     }
     janitor.abort();
     watcher.abort();
+    if let Some(f) = follower {
+        f.abort();
+    }
     enforcement.abort();
     store.flush().await?;
     tracing::info!("sidecar stopped; store flushed");

@@ -44,6 +44,8 @@ pub struct AppState {
     pub policy_lock: tokio::sync::Mutex<()>,
     /// Where the in-process NATS callout responder is, for `/health`.
     pub callout_status: CalloutStatus,
+    /// The revocation feed's last sequence read at start-up; a shared store is followed from it.
+    pub revocations_loaded: u64,
 }
 
 /// The in-process NATS callout responder's state as `/health` reports it: `off` (no

@@ -267,5 +267,18 @@ pub fn verify_api_key(state: &AppState, key: &str) -> Result<ApiKeyRecord, Sidec
         "apikey_verify",
         checked.as_ref().map_or_else(|e| e.as_str(), |_| "valid"),
     );
-    checked.map_err(|_| SidecarError::InvalidToken(broker_auth::DenyCode::BadSignature))
+    checked.map_err(refusal)
+}
+
+/// How an API key's refusal is answered: 401 whatever the reason, unless the store could not
+/// say (503: the key may well be valid).
+pub fn refusal(e: ApiKeyError) -> SidecarError {
+    match e {
+        ApiKeyError::StoreUnavailable => {
+            SidecarError::Store(crate::store::StoreError::Unavailable(
+                "API key lookup: the store did not answer".into(),
+            ))
+        }
+        _ => SidecarError::InvalidToken(broker_auth::DenyCode::BadSignature),
+    }
 }

@@ -59,7 +59,7 @@ pub fn authenticate(state: &AppState, bearer: Option<&str>) -> Result<Caller, Si
     if token.starts_with("ak_") {
         return super::apps::check_api_key(state, token)
             .map(Caller::ApiKey)
-            .map_err(|_| SidecarError::InvalidToken(DenyCode::BadSignature));
+            .map_err(super::apps::refusal);
     }
     let (claims, app_key) = state
         .auth

@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod callers;
 pub mod devices;
+pub mod follow;
 pub mod identities;
 pub mod login;
 pub mod oauth;

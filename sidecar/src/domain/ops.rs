@@ -55,17 +55,7 @@ pub async fn rotate_keys(state: &AppState, bearer: Option<&str>) -> Result<Strin
     let store = state.store.as_ref();
     let kid = crate::keystore::rotate(store, &state.master, alg, now)?;
     crate::store::Durable::flush(store).await?;
-    let keys = crate::keystore::load_key_set(
-        store,
-        &state.master,
-        alg,
-        now,
-        state.config.max_token_lifetime(),
-    )?;
-    state.auth.set_keys(crate::keystore::with_app_keys(
-        keys,
-        &state.config.app_hs256_secrets,
-    )?);
+    super::follow::reload_keys(state)?;
     Ok(kid)
 }
 

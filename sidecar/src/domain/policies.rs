@@ -127,7 +127,7 @@ pub async fn commit(
 }
 
 /// Serve `set` as stored version `rec` (every enforcement point reads it from `auth`).
-fn serve_version(state: &AppState, set: PolicySet, rec: &PolicyVersionRecord) {
+pub(crate) fn serve_version(state: &AppState, set: PolicySet, rec: &PolicyVersionRecord) {
     for w in set.warnings() {
         tracing::warn!(warning = %w, version = rec.version, "policy");
     }

@@ -7,14 +7,16 @@ use crate::error::SidecarError;
 use crate::state::AppState;
 use crate::store::{IdentityRecord, RevocationKind, RevocationRecord, RevocationStore};
 
-async fn record(state: &AppState, rec: RevocationRecord) -> Result<(), SidecarError> {
+/// Put `rec` into force in this process (cutting the live connections it ends).
+pub fn apply(
+    auth: &broker_auth_runtime::LiveAuth,
+    rec: &RevocationRecord,
+) -> Result<(), SidecarError> {
     match (rec.kind, &rec.attrs) {
-        (RevocationKind::Session, _) => state.auth.revoke_session(&rec.id, rec.until),
-        (RevocationKind::Subject, _) => state.auth.revoke_subject(&rec.id, rec.at, rec.until),
+        (RevocationKind::Session, _) => auth.revoke_session(&rec.id, rec.until),
+        (RevocationKind::Subject, _) => auth.revoke_subject(&rec.id, rec.at, rec.until),
         (RevocationKind::Identity, Some(a)) => {
-            state
-                .auth
-                .update_identity(&rec.id, rec.at, a.clone(), rec.until)
+            auth.update_identity(&rec.id, rec.at, a.clone(), rec.until)
         }
         (RevocationKind::Identity, None) => {
             return Err(SidecarError::internal(
@@ -22,6 +24,11 @@ async fn record(state: &AppState, rec: RevocationRecord) -> Result<(), SidecarEr
             ));
         }
     }
+    Ok(())
+}
+
+async fn record(state: &AppState, rec: RevocationRecord) -> Result<(), SidecarError> {
+    apply(&state.auth, &rec)?;
     let store: &dyn RevocationStore = state.store.as_ref();
     store.append_revocation(&rec)?;
     store.flush().await?;

@@ -14,6 +14,7 @@ mod nats_accounts;
 mod nats_domains;
 mod nats_kv;
 mod nats_policies;
+mod nats_watch;
 mod oauth_records;
 mod policy_records;
 mod records;
@@ -307,8 +308,27 @@ pub trait PolicyStore: Durable {
     ) -> StoreResult<Vec<PolicyVersionRecord>>;
 }
 
+/// What another process sharing the store changed, for this process's in-memory state.
+#[derive(Debug)]
+pub enum StoreChange {
+    /// A revocation appended to the feed (by anyone, this process included), with its sequence.
+    Revocation(u64, RevocationRecord),
+    /// Signing keys were added, retired or removed: reload them.
+    SigningKeys,
+    /// Another version went live: serve it.
+    Policy,
+    /// Bans changed: reload them.
+    Bans,
+}
+
 /// Housekeeping and probes of the backend as a whole.
 pub trait MaintenanceStore: Durable {
+    /// Changes made through other processes, from revocation sequence `after` on; `None` for a
+    /// backend only this process writes (sled).
+    fn follow(&self, after: u64) -> Option<tokio::sync::mpsc::UnboundedReceiver<StoreChange>> {
+        let _ = after;
+        None
+    }
     /// Drop expired challenges, signatures, pending steps and stale codes.
     fn prune(&self, now: i64) -> StoreResult<usize>;
     /// A cheap liveness probe.

@@ -560,6 +560,10 @@ impl OAuthStore for NatsKvStore {
 }
 
 impl MaintenanceStore for NatsKvStore {
+    fn follow(&self, after: u64) -> Option<tokio::sync::mpsc::UnboundedReceiver<StoreChange>> {
+        Some(NatsKvStore::follow(self, after))
+    }
+
     fn prune(&self, _now: i64) -> StoreResult<usize> {
         // The short-lived buckets' max_age drops expired records inside JetStream.
         Ok(0)

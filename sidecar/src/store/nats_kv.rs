@@ -121,8 +121,18 @@ impl NatsKvStore {
         let timeout = Duration::from_millis(args.timeout_ms.max(100));
         let args = args.clone();
         let u = url.clone();
-        let conn = run_on(&handle, timeout * 4, async move { open(&args, &u).await })
-            .map_err(|e| open_error(&url, e))??;
+        let opened = run_on(&handle, timeout * 4, async move { open(&args, &u).await });
+        let conn = match opened.and_then(|r| r) {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Possibly inside async code (`serve`), where a blocking runtime drop panics.
+                runtime.shutdown_background();
+                return Err(match e {
+                    e @ StoreError::Open { .. } => e,
+                    e => open_error(&url, e),
+                });
+            }
+        };
         Ok(NatsKvStore {
             runtime: Some(runtime),
             handle,
@@ -140,9 +150,9 @@ impl NatsKvStore {
         run_on(&self.handle, self.timeout, f(self.conn.clone()))?
     }
 
-    /// The NATS connection, for followers of the store's change feeds.
-    pub fn client(&self) -> async_nats::Client {
-        self.conn.client.clone()
+    /// Run `fut` in the background on the store's runtime (its change feeds).
+    pub(super) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(fut);
     }
 }
 
@@ -260,6 +270,14 @@ async fn ensure_bucket(js: &jetstream::Context, config: kv::Config) -> StoreResu
 }
 
 impl Conn {
+    pub(super) fn state(&self) -> &kv::Store {
+        &self.state
+    }
+
+    pub(super) fn revocation_stream(&self) -> &stream::Stream {
+        &self.revocations
+    }
+
     fn kv(&self, b: Bucket) -> &kv::Store {
         match b {
             Bucket::State => &self.state,

@@ -31,6 +31,7 @@ mod provisioner;
 mod schemathesis;
 mod server;
 mod sessions;
+mod shared_store;
 mod slow_clients;
 mod standalone_callout;
 mod store_conformance;

@@ -5,6 +5,7 @@
 
 mod app_routes;
 mod broker_routes;
+mod cluster;
 mod conventions;
 mod crash_loop;
 mod device_routes;

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod principal;
 pub mod revocation;
 pub mod secret;
+pub mod shared_store;
 pub mod token;
 pub mod topic;
 

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use broker_auth::secret::SecretString;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::error::CalloutError;
 use crate::responder::{AccountMap, Responder};
 
 #[derive(Args, Clone, Debug)]
 pub struct CalloutArgs {
-    /// nats-server URL.
+    /// nats-server URL; a cluster's servers comma-separated.
     #[arg(long, env = "NATS_URL")]
     pub nats_url: String,
     /// `auth_users` user the responder connects as.
@@ -67,15 +67,98 @@ pub struct CalloutArgs {
     /// (`revocations_stale`) until the feed answers again.
     #[arg(long, env = "REVOCATIONS_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(i64).range(2..=86_400))]
     pub revocations_stale_after: i64,
-    /// Rego policy directory.
+    /// Rego policy directory (`--store sidecar`; with `--store nats` the policy is the store's
+    /// live version).
     #[arg(long, env = "POLICY_DIR", default_value = "./policies")]
     pub policies: PathBuf,
+    /// Where keys, revocations and the policy come from: `sidecar` (its HTTP feeds, polled) or
+    /// `nats` (the sidecars' shared JetStream store, followed directly).
+    #[arg(long, env = "STORE", value_enum, default_value_t = Source::Sidecar)]
+    pub store: Source,
+    #[command(flatten)]
+    pub store_nats: StoreNatsArgs,
     /// `iss` of accepted tokens (the sidecar's PUBLIC_URL, or `broker-auth`).
     #[arg(long, env = "TOKEN_ISSUER", default_value = "broker-auth")]
     pub token_issuer: String,
     /// `aud` of accepted tokens.
     #[arg(long, env = "TOKEN_AUDIENCE", default_value = "broker-auth")]
     pub token_audience: String,
+}
+
+/// Where a standalone callout learns what the sidecars decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// The sidecar's JWKS and revocation feed over HTTP (`--sidecar-url`, `--sidecar-token`)
+    /// and the `--policies` directory.
+    Sidecar,
+    /// The shared store (`sidecar serve --store nats`): signing keys' public halves, the live
+    /// policy version and the revocation stream, watched. No sidecar URL, no master key.
+    Nats,
+}
+
+/// The shared store, as the sidecars' `--store nats` flags name it (same env names).
+#[derive(Args, Clone, Debug)]
+pub struct StoreNatsArgs {
+    /// Seeds of the store's NATS cluster, comma-separated.
+    #[arg(long = "store-nats-url", env = "STORE_NATS_URL")]
+    pub url: Option<String>,
+    /// `.creds` file of the store's NATS user.
+    #[arg(long = "store-nats-creds", env = "STORE_NATS_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// User and password of the store's NATS user (instead of `--store-nats-creds`).
+    #[arg(long = "store-nats-user", env = "STORE_NATS_USER")]
+    pub user: Option<String>,
+    #[arg(
+        long = "store-nats-password",
+        env = "STORE_NATS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<SecretString>,
+    /// Bucket and stream names start with this (the sidecars' `--store-prefix`).
+    #[arg(
+        long = "store-prefix",
+        env = "STORE_PREFIX",
+        default_value = "broker_auth"
+    )]
+    pub prefix: String,
+}
+
+impl StoreNatsArgs {
+    /// Connect to the store's NATS as `name`, following every seed of `--store-nats-url`, and
+    /// reconnecting for ever once connected (the store comes back when JetStream does). A
+    /// server that cannot be reached now is an error now.
+    pub async fn connect(&self, name: &str) -> Result<async_nats::Client, CalloutError> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            CalloutError::Config("--store nats needs --store-nats-url (STORE_NATS_URL)".into())
+        })?;
+        let failed = |what: String| CalloutError::Store {
+            url: url.to_owned(),
+            what,
+        };
+        let mut opts = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(std::time::Duration::from_secs(5))
+            .max_reconnects(None);
+        if let Some(path) = &self.creds {
+            opts = opts
+                .credentials_file(path)
+                .await
+                .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        }
+        match (&self.user, &self.password) {
+            (Some(u), Some(p)) => opts = opts.user_and_password(u.clone(), p.expose().to_owned()),
+            (None, None) => {}
+            _ => {
+                return Err(CalloutError::Config(
+                    "--store-nats-user and --store-nats-password go together".into(),
+                ));
+            }
+        }
+        let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+        opts.connect(seeds.as_slice())
+            .await
+            .map_err(|e| failed(e.to_string()))
+    }
 }
 
 /// Read a seed file, refusing one that group or others can read.
@@ -122,6 +205,11 @@ impl CalloutArgs {
         }
     }
 
+    /// `--nats-url` split into its seeds (a cluster's servers, comma-separated).
+    fn seeds(&self) -> Vec<&str> {
+        self.nats_url.split(',').map(str::trim).collect()
+    }
+
     /// The responder's own connection: reconnects forever, resubscribes on its own.
     pub async fn connect(&self) -> Result<async_nats::Client, CalloutError> {
         let opts = match (&self.nats_creds, &self.nats_user, &self.nats_password) {
@@ -147,7 +235,7 @@ impl CalloutArgs {
         opts.name("broker-auth-callout")
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(self.nats_url.as_str())
+            .connect(self.seeds().as_slice())
             .await
             .map_err(CalloutError::nats("connect"))
     }
@@ -159,7 +247,7 @@ impl CalloutArgs {
                     .name("broker-auth-callout-kicker")
                     .retry_on_initial_connect()
                     .max_reconnects(None)
-                    .connect(self.nats_url.as_str())
+                    .connect(self.seeds().as_slice())
                     .await
                     .map(Some)
                     .map_err(CalloutError::nats("connect the system-account user"))

@@ -32,6 +32,10 @@ pub enum CalloutError {
         #[source]
         source: Cause,
     },
+    /// The shared store (`--store nats`) could not be reached, or does not hold what a
+    /// sidecar writes there.
+    #[error("store at {url}: {what}")]
+    Store { url: String, what: String },
 }
 
 impl CalloutError {

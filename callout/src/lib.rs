@@ -5,7 +5,8 @@
 //! carries them as NATS permissions and expires with the token. `responder` is the pure
 //! request → response step; `service` is the NATS side (queue group, bounded concurrency,
 //! reconnects, draining, and ending live connections through the enforcement runtime);
-//! `standalone` runs it as its own process, fed by the sidecar over HTTP (`feed`).
+//! `standalone` runs it as its own process, fed by the sidecar over HTTP (`feed`) or by the
+//! sidecars' shared store (`store_feed`).
 
 pub mod config;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod permissions;
 pub mod responder;
 pub mod service;
 pub mod standalone;
+pub mod store_feed;
 pub mod xbox;
 
 pub use error::CalloutError;

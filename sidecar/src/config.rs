@@ -69,33 +69,15 @@ pub struct StoreArgs {
 /// `--store nats`: how to reach JetStream and what to call the buckets.
 #[derive(Args, Clone, Debug)]
 pub struct NatsStoreArgs {
-    /// nats-server URLs (comma-separated seeds of a cluster).
-    #[arg(long = "store-nats-url", env = "STORE_NATS_URL")]
-    pub url: Option<String>,
-    /// A `.creds` file (user JWT and seed) for the store connection.
-    #[arg(long = "store-nats-creds", env = "STORE_NATS_CREDS")]
-    pub creds: Option<PathBuf>,
-    /// User name for the store connection (with `--store-nats-password`).
-    #[arg(long = "store-nats-user", env = "STORE_NATS_USER")]
-    pub user: Option<String>,
-    /// Password for the store connection.
-    #[arg(
-        long = "store-nats-password",
-        env = "STORE_NATS_PASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<SecretString>,
+    /// Where the store is and who connects (the flags a standalone callout following the
+    /// store takes too): `--store-nats-url`, `--store-nats-creds`, `--store-nats-user`,
+    /// `--store-nats-password`, `--store-prefix`.
+    #[command(flatten)]
+    pub conn: callout::config::StoreNatsArgs,
     /// Replicas of each bucket and stream when they are created (1 or 3).
     #[arg(long = "store-replicas", env = "STORE_REPLICAS", default_value_t = 1,
           value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
-    /// Prefix of every bucket and stream name.
-    #[arg(
-        long = "store-prefix",
-        env = "STORE_PREFIX",
-        default_value = "broker_auth"
-    )]
-    pub prefix: String,
     /// How long one store operation may wait for JetStream before it fails (503), in ms.
     #[arg(
         long = "store-timeout-ms",
@@ -431,6 +413,15 @@ impl CalloutServeArgs {
             policies: policies.to_owned(),
             token_issuer: issuer.to_owned(),
             token_audience: audience.to_owned(),
+            // In process it reads this process's memory, neither a feed nor the store.
+            store: callout::config::Source::Sidecar,
+            store_nats: callout::config::StoreNatsArgs {
+                url: None,
+                creds: None,
+                user: None,
+                password: None,
+                prefix: String::new(),
+            },
         })
     }
 }

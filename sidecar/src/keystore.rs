@@ -122,6 +122,7 @@ fn record_for(
         retired_at: None,
         nonce,
         ciphertext,
+        public_jwk: key.public_jwk().cloned(),
     })
 }
 
@@ -161,10 +162,27 @@ pub fn load_key_set(
                     r.kid
                 )));
             }
+            backfill_public(store, r, &key);
             Ok(Arc::new(key))
         })
         .collect::<Result<Vec<_>, SidecarError>>()?;
     Ok(KeySet::new(keys))
+}
+
+/// A record written before records kept their public half gets it now, so processes without
+/// the master key (a callout following the store) can verify with it. A failure is only logged:
+/// this process signs and verifies either way, and the next load tries again.
+fn backfill_public(store: &dyn SigningKeyStore, r: &SigningKeyRecord, key: &TokenKey) {
+    if r.public_jwk.is_some() {
+        return;
+    }
+    let rec = SigningKeyRecord {
+        public_jwk: key.public_jwk().cloned(),
+        ..r.clone()
+    };
+    if let Err(e) = store.put_signing_key(&rec) {
+        tracing::warn!(error = %e, kid = %r.kid, "signing key's public half not recorded");
+    }
 }
 
 /// Add the operator-configured HS256 keys of apps (`--app-hs256-secret`). They never sign

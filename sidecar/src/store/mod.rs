@@ -93,12 +93,9 @@ pub enum StoreError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
+    /// Not a record of this format (`broker_auth::shared_store::decode`).
     #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    #[error("unsupported record version {0}")]
-    Version(u8),
-    #[error("empty record")]
-    Empty,
+    Record(#[from] broker_auth::shared_store::RecordError),
     /// A key that is not what the tree keeps (a sequence number of the wrong length, ...).
     #[error("bad key")]
     Key,

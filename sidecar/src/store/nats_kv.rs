@@ -27,6 +27,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, kv, stream};
+use broker_auth::shared_store;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
@@ -107,7 +108,7 @@ impl NatsKvStore {
     /// Connect, make sure the buckets and the stream exist, and check JetStream answers. A
     /// server that cannot be reached is an error now, never a fallback to another backend.
     pub fn connect(args: &NatsStoreArgs) -> StoreResult<NatsKvStore> {
-        let url = args.url.clone().ok_or_else(|| StoreError::Open {
+        let url = args.conn.url.clone().ok_or_else(|| StoreError::Open {
             path: "--store-nats-url".into(),
             source: "--store nats needs --store-nats-url (STORE_NATS_URL)".into(),
         })?;
@@ -193,22 +194,8 @@ where
 }
 
 async fn connect_client(args: &NatsStoreArgs, url: &str) -> StoreResult<async_nats::Client> {
-    let mut opts = async_nats::ConnectOptions::new()
-        .name("broker-auth store")
-        .connection_timeout(Duration::from_secs(5))
-        // Reconnect for ever once connected: the store comes back when JetStream does.
-        .max_reconnects(None);
-    if let Some(path) = &args.creds {
-        opts = opts
-            .credentials_file(path)
-            .await
-            .map_err(|e| open_error(url, e))?;
-    }
-    if let (Some(user), Some(password)) = (&args.user, &args.password) {
-        opts = opts.user_and_password(user.clone(), password.expose().to_owned());
-    }
-    let urls: Vec<&str> = url.split(',').map(str::trim).collect();
-    opts.connect(urls.as_slice())
+    args.conn
+        .connect("broker-auth store")
         .await
         .map_err(|e| open_error(url, e))
 }
@@ -217,7 +204,7 @@ async fn open(args: &NatsStoreArgs, url: &str) -> StoreResult<Conn> {
     let client = connect_client(args, url).await?;
     let mut js = jetstream::new(client.clone());
     js.set_timeout(Duration::from_millis(args.timeout_ms.max(100)));
-    let p = &args.prefix;
+    let p = &args.conn.prefix;
     let replicas = usize::from(args.replicas);
     let bucket = |name: String, max_age: Duration, history: i64| kv::Config {
         bucket: name,
@@ -227,14 +214,18 @@ async fn open(args: &NatsStoreArgs, url: &str) -> StoreResult<Conn> {
         storage: stream::StorageType::File,
         ..Default::default()
     };
-    let state = ensure_bucket(&js, bucket(format!("{p}_state"), Duration::ZERO, 5)).await?;
+    let state = ensure_bucket(
+        &js,
+        bucket(shared_store::state_bucket(p), Duration::ZERO, 5),
+    )
+    .await?;
     let ephemeral = ensure_bucket(&js, bucket(format!("{p}_ephemeral"), EPHEMERAL_MAX_AGE, 1));
     let codes = ensure_bucket(&js, bucket(format!("{p}_codes"), CODES_MAX_AGE, 1));
     let (ephemeral, codes) = (ephemeral.await?, codes.await?);
-    let revocations_subject = format!("{p}.revocations");
+    let revocations_subject = shared_store::revocation_subject(p);
     let revocations = js
         .get_or_create_stream(stream::Config {
-            name: format!("{p}_revocations"),
+            name: shared_store::revocation_stream(p),
             subjects: vec![revocations_subject.clone()],
             num_replicas: replicas,
             storage: stream::StorageType::File,

@@ -11,7 +11,7 @@ use super::policy_records::PolicyVersionRecord;
 use super::{PolicyStore, StoreError, StoreResult};
 
 const TREE: &str = "policy_versions";
-const LIVE: &str = "policy.live";
+const LIVE: &str = broker_auth::shared_store::POLICY_LIVE;
 
 fn version_key(n: u64) -> String {
     format!("policy.v.{n:020}")

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::consumer;
+use broker_auth::shared_store::{POLICY_LIVE, SIGNING_KEYS};
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -42,7 +43,7 @@ async fn watch_keys(c: Conn, tx: UnboundedSender<StoreChange>) {
     while !tx.is_closed() {
         match c
             .state()
-            .watch_many(["sigkey.>", "policy.live", "ban.>"])
+            .watch_many([SIGNING_KEYS, POLICY_LIVE, "ban.>"])
             .await
         {
             Ok(mut watch) => {

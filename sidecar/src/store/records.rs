@@ -4,6 +4,9 @@
 use broker_auth::identity::{IdentityType, KeyAlgorithm};
 use serde::{Deserialize, Serialize};
 
+/// Records other processes of a fleet read too (their home is the shared layout).
+pub use broker_auth::shared_store::{RevocationKind, RevocationRecord, SigningKeyRecord};
+
 /// A registered identity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdentityRecord {
@@ -103,31 +106,6 @@ pub struct AnnouncementRecord {
     pub ended_at: Option<i64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RevocationKind {
-    /// A session (`sid`): announcement, login session.
-    Session,
-    /// Every token of an identity issued up to `at`.
-    Subject,
-    /// The identity's attributes changed at `at`; `attrs` are what they are since. Tokens issued
-    /// before are read with them (not revoked).
-    Identity,
-}
-
-/// One entry of the revocation feed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevocationRecord {
-    pub kind: RevocationKind,
-    pub id: String,
-    pub at: i64,
-    /// After this instant no token it could match is alive.
-    pub until: i64,
-    /// `Identity` entries: the identity's attributes from `at` on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub attrs: Option<broker_auth::revocation::IdentityAttrs>,
-}
-
 /// A permanent ban of a client IP.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BanRecord {
@@ -162,30 +140,6 @@ impl std::fmt::Debug for ApiKeyRecord {
             .field("name", &self.name)
             .field("scopes", &self.scopes)
             .field("secret_hash", &"[REDACTED]")
-            .finish_non_exhaustive()
-    }
-}
-
-/// A token signing key; the private half is AES-256-GCM encrypted under the master key.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SigningKeyRecord {
-    pub kid: String,
-    pub alg: broker_auth::token::TokenAlg,
-    pub created_at: i64,
-    #[serde(default)]
-    pub retired_at: Option<i64>,
-    /// base64url nonce (96 bits).
-    pub nonce: String,
-    /// base64url ciphertext of the PKCS#8 DER private key (with the GCM tag).
-    pub ciphertext: String,
-}
-
-impl std::fmt::Debug for SigningKeyRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKeyRecord")
-            .field("kid", &self.kid)
-            .field("alg", &self.alg)
-            .field("created_at", &self.created_at)
             .finish_non_exhaustive()
     }
 }

@@ -1,32 +1,43 @@
 //! The cluster test of `scale-out.md`, on loopback: three nats-server nodes in one cluster (R3
-//! buckets, `sync_interval: always`), two sidecars on `--store nats` seeded with all three.
-//! Registrations run at both sidecars while one node is killed with SIGKILL: every write a
-//! sidecar acknowledged is readable afterwards from both, both keep writing on the two nodes
-//! left, and the node rejoins. Then sidecar A is killed and B serves on.
+//! buckets, `sync_interval: always`, the shipped callout configuration), two sidecars on
+//! `--store nats` seeded with all three, two standalone callouts following the store in one
+//! queue group. Register at A and log in at B; one refresh token at both; a device disabled at
+//! A is cut within a second from B's embedded MQTT broker and from NATS (through the callouts);
+//! a deploy at A is served by B and both callouts within a second. Registrations run at both
+//! sidecars while one node is killed with SIGKILL: every write a sidecar acknowledged is
+//! readable afterwards from both, both keep writing on the two nodes left, and the node rejoins.
+//! Then sidecar A is killed and B and the callouts serve on.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
+use test_support::nats_client::{expect_event, token_client};
 use test_support::{NatsServer, free_port, http_get, wait_until};
 
 use super::harness::TestKey;
 use super::mqtt_e2e::login;
 use super::server::{Server, bin};
+use super::shared_store::{metric, post};
+use super::standalone_callout::{Callout, until_connects};
 
 const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
+/// One node: the shipped callout configuration (its `STORE` account holds the store) plus
+/// JetStream as the shipped configurations set it, and the cluster.
 fn node_conf(dir: &Path, n: usize, cluster_ports: &[u16]) -> String {
     let routes: Vec<String> = cluster_ports
         .iter()
         .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
         .collect();
     format!(
-        "server_name: n{n}\njetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+        "{}\nserver_name: n{n}\nmax_payload: 8MB\n\
+         jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
          cluster {{ name: broker_auth_test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+        super::nats_callout::nats_config(),
         dir.join(format!("js{n}")).display(),
         cluster_ports[n],
         routes.join(", ")
@@ -55,6 +66,10 @@ fn flags(urls: &str) -> Vec<String> {
         urls,
         "--store-replicas",
         "3",
+        "--store-nats-user",
+        "store",
+        "--store-nats-password",
+        "store-pw",
         "--key-encryption-key",
         KEK,
         "--store-timeout-ms",
@@ -101,6 +116,13 @@ fn register(c: &Client, at: &Server, admin: &str, key: &TestKey) -> Option<Strin
     Some(body["identity_id"].as_str()?.to_owned())
 }
 
+/// A device (NATS and MQTT grants under the shipped policy) registered at `at`; its id.
+fn device(c: &Client, at: &Server, admin: &str, key: &TestKey) -> String {
+    let (s, body) = super::shared_store::register(c, at, admin, key, "device");
+    assert_eq!(s, 201, "{body}");
+    body["identity_id"].as_str().unwrap().to_owned()
+}
+
 /// Register at A and B in turn until `stop`; the ids each acknowledged.
 fn writer(
     c: Client,
@@ -119,28 +141,113 @@ fn writer(
     acked
 }
 
-#[test]
-fn three_nodes_two_sidecars_one_node_killed_under_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, confs) = cluster(dir.path());
-    let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
-    let urls = urls.join(",");
-    let admin = bootstrap(&dir.path().join("a"), &urls);
-    let mut f = flags(&urls);
-    // The writer below is one address registering as fast as it can.
-    f.extend(["--rate-limit".to_owned(), "100000/60".to_owned()]);
-    let f: Vec<&str> = f.iter().map(String::as_str).collect();
-    let a = Arc::new(Server::start(&dir.path().join("a"), &f));
-    let b = Arc::new(Server::start(&dir.path().join("b"), &f));
-    let c = Client::new();
+/// Within this of an acknowledgement at A, every enforcement point has it in force.
+const WITHIN: Duration = Duration::from_secs(1);
 
+/// A device registered at A, connected to B's embedded MQTT broker and to NATS through the
+/// callouts, then disabled at A: both connections are cut within a second.
+fn revocation_at_a_cuts_everywhere(c: &Client, a: &Server, b: &Server, admin: &str, nats: &str) {
+    let key = TestKey::ed();
+    let id = device(c, a, admin, &key);
+    let token = login(c, a, &key);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mqtt, mut mqtt_events) = rt
+        .block_on(super::enforcement::mqtt(
+            b.mqtt_port.unwrap(),
+            "cluster-dev",
+            &token,
+        ))
+        .unwrap_or_else(|code| panic!("B refused a token A issued: {code:?}"));
+    let (nats_client, mut nats_events) = rt
+        .block_on(token_client(nats, &token))
+        .expect("the callouts admit a token A issued");
+    let t0 = Instant::now();
+    let res = c
+        .delete(a.url(&format!("/identity/{id}")))
+        .bearer_auth(admin)
+        .send()
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    rt.block_on(expect_event(&mut nats_events, "disconnected", WITHIN));
+    let nats_cut = t0.elapsed();
+    let mqtt_cut = rt.block_on(super::enforcement::mqtt_closed(&mut mqtt_events));
+    eprintln!("cluster: revocation at A cut NATS in {nats_cut:?}, MQTT at B in {mqtt_cut:?}");
+    assert!(
+        mqtt_cut < WITHIN,
+        "B cut the MQTT session {mqtt_cut:?} after A's revocation"
+    );
+    assert!(
+        rt.block_on(token_client(nats, &token)).is_err(),
+        "the callouts admit a disabled device again"
+    );
+    drop((mqtt, nats_client));
+}
+
+/// A deploy at A: B serves it and both callouts say they do, within a second of the store's
+/// acknowledgement plus the time this build takes to compile the version (each process
+/// compiles it before serving it; measured here, in this run, as the Rego cross-check of a
+/// debug build takes a quarter of a second and grows with the machine's load).
+fn deploy_at_a_reaches_every_point(
+    c: &Client,
+    a: &Server,
+    b: &Server,
+    admin: &str,
+    callouts: &[Callout],
+) {
+    let live = metric(c, a, "broker_auth_policy_version").unwrap();
+    let files = super::policy_routes::shipped_files();
+    let files =
+        super::policy_routes::edit(&files, "broker.rego", "package", "# edited at A\npackage");
+    let compile = {
+        let bundle = broker_auth::policy::bundle::Bundle::new(files.clone()).unwrap();
+        let t = Instant::now();
+        broker_auth::policy::PolicySet::from_bundle(&bundle).unwrap();
+        t.elapsed()
+    };
+    let body = json!({"files": files, "message": "from A", "base_version": live as u64});
+    let (s, dep) = post(c, a.url("/policies"), Some(admin), body);
+    assert_eq!(s, 201, "{dep}");
+    let version = dep["version"].as_u64().unwrap();
+    let t0 = Instant::now();
+    let served = format!("policy version from the store version={version} ");
+    let everywhere = || {
+        metric(c, b, "broker_auth_policy_version") == Some(version as f64)
+            && callouts.iter().all(|co| co.log().contains(&served))
+    };
+    // Three processes compile at once on this machine's cores: twice one compile's time.
+    let bound = WITHIN + compile * 2;
+    assert!(
+        wait_until(bound, everywhere),
+        "deploy {version} not everywhere within {bound:?}: B {:?}; callouts:\n{}",
+        metric(c, b, "broker_auth_policy_version"),
+        callouts
+            .iter()
+            .map(Callout::log)
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    eprintln!(
+        "cluster: deploy at A served by B and both callouts in {:?} (one compile here: {compile:?})",
+        t0.elapsed()
+    );
+}
+
+/// Registrations at A and B while node 1 is killed: every acknowledged one is readable from
+/// both; both write on the two nodes left; the node rejoins.
+fn node_killed_under_writes(
+    c: &Client,
+    nodes: &mut [NatsServer],
+    confs: &[String],
+    servers: [Arc<Server>; 2],
+    admin: &str,
+) -> NatsServer {
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let w = {
         let (c, servers, admin, stop, acked) = (
             c.clone(),
-            [a.clone(), b.clone()],
-            admin.clone(),
+            servers.clone(),
+            admin.to_owned(),
             stop.clone(),
             acked.clone(),
         );
@@ -159,34 +266,27 @@ fn three_nodes_two_sidecars_one_node_killed_under_writes() {
     stop.store(true, Ordering::Relaxed);
     w.join().unwrap();
     let acked = acked.lock().unwrap().clone();
-    eprintln!(
-        "cluster: {} registrations acknowledged across the kill",
-        acked.len()
-    );
     assert!(
         acked.len() > 20,
         "too few writes to mean anything: {}",
         acked.len()
     );
-
-    // Both still write on two nodes.
-    for at in [&a, &b] {
+    for at in &servers {
         let key = TestKey::ed();
         assert!(
-            wait_until(Duration::from_secs(10), || register(&c, at, &admin, &key)
+            wait_until(Duration::from_secs(10), || register(c, at, admin, &key)
                 .is_some()),
             "no writes on two nodes:\n{}",
             at.log()
         );
     }
-    // Every acknowledged registration is readable from both sidecars.
-    for at in [&a, &b] {
+    for at in &servers {
         let missing: Vec<&String> = acked
             .iter()
             .filter(|id| {
                 let res = c
                     .get(at.url(&format!("/identity/{id}")))
-                    .bearer_auth(&admin)
+                    .bearer_auth(admin)
                     .send();
                 !res.is_ok_and(|r| r.status().as_u16() == 200)
             })
@@ -198,7 +298,10 @@ fn three_nodes_two_sidecars_one_node_killed_under_writes() {
             acked.len()
         );
     }
-    // The killed node rejoins.
+    eprintln!(
+        "cluster: {} registrations acknowledged across the kill, none lost",
+        acked.len()
+    );
     let back = NatsServer::start_with_ports(&confs[1], port, monitor);
     assert!(
         wait_until(Duration::from_secs(20), || matches!(
@@ -208,20 +311,65 @@ fn three_nodes_two_sidecars_one_node_killed_under_writes() {
         "node did not rejoin:\n{}",
         back.log()
     );
+    back
+}
 
-    // Sidecar A killed: B serves logins and writes on.
+#[test]
+fn three_nodes_two_sidecars_two_callouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut nodes, confs) = cluster(dir.path());
+    let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
+    let urls = urls.join(",");
+    let admin = bootstrap(&dir.path().join("a"), &urls);
+    let mut f = flags(&urls);
+    // The writer below is one address registering as fast as it can.
+    f.extend(["--rate-limit".to_owned(), "100000/60".to_owned()]);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    let a = Arc::new(Server::start(&dir.path().join("a"), &f));
+    let b = Arc::new(Server::start(&dir.path().join("b"), &f));
+    let callouts = [
+        Callout::on_store(dir.path(), "callout1", &urls, &urls),
+        Callout::on_store(dir.path(), "callout2", &urls, &urls),
+    ];
+    let c = Client::new();
+    // NATS clients connect to node 0 (node 1 is the one killed below).
+    let nats = nodes[0].url();
     let key = TestKey::ed();
-    assert!(register(&c, &b, &admin, &key).is_some());
+    device(&c, &a, &admin, &key);
+    let token = login(&c, &b, &key);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for co in &callouts {
+        rt.block_on(until_connects(
+            &nats,
+            &token,
+            true,
+            Duration::from_secs(20),
+            co,
+        ));
+    }
+
+    super::shared_store::login_across(&c, &a, &b, &admin);
+    super::shared_store::refresh_race(&c, &a, &b, &admin);
+    revocation_at_a_cuts_everywhere(&c, &a, &b, &admin, &nats);
+    deploy_at_a_reaches_every_point(&c, &a, &b, &admin, &callouts);
+    let _back = node_killed_under_writes(&c, &mut nodes, &confs, [a.clone(), b.clone()], &admin);
+
+    // Sidecar A killed: B serves logins and writes, the callouts admit what B issues.
+    let key = TestKey::ed();
+    device(&c, &b, &admin, &key);
     match Arc::try_unwrap(a) {
         Ok(mut a) => a.kill9(),
         Err(_) => panic!("sidecar A still shared"),
     }
-    assert!(
-        login(&c, &b, &key).starts_with("ey"),
-        "B logs in after A died"
-    );
-    eprintln!(
-        "cluster: {} acknowledged registrations, none lost",
-        acked.len()
-    );
+    let token = login(&c, &b, &key);
+    assert!(token.starts_with("ey"), "B logs in after A died");
+    for co in &callouts {
+        rt.block_on(until_connects(
+            &nats,
+            &token,
+            true,
+            Duration::from_secs(5),
+            co,
+        ));
+    }
 }

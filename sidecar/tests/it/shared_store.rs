@@ -66,7 +66,7 @@ fn bootstrap(data: &Path, url: &str) -> String {
         .to_owned()
 }
 
-fn post(c: &Client, url: String, bearer: Option<&str>, body: Value) -> (u16, Value) {
+pub(super) fn post(c: &Client, url: String, bearer: Option<&str>, body: Value) -> (u16, Value) {
     let mut req = c.post(url).json(&body);
     if let Some(b) = bearer {
         req = req.bearer_auth(b);
@@ -75,12 +75,18 @@ fn post(c: &Client, url: String, bearer: Option<&str>, body: Value) -> (u16, Val
     (res.status().as_u16(), res.json().unwrap_or(Value::Null))
 }
 
-fn register(c: &Client, at: &Server, admin: &str, key: &TestKey, kind: &str) -> (u16, Value) {
+pub(super) fn register(
+    c: &Client,
+    at: &Server,
+    admin: &str,
+    key: &TestKey,
+    kind: &str,
+) -> (u16, Value) {
     let body = json!({"public_key": key.public(), "type": kind});
     post(c, at.url("/identity/register"), Some(admin), body)
 }
 
-fn metric(c: &Client, at: &Server, name: &str) -> Option<f64> {
+pub(super) fn metric(c: &Client, at: &Server, name: &str) -> Option<f64> {
     let text = c.get(at.url("/metrics")).send().ok()?.text().ok()?;
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -96,7 +102,7 @@ fn jwks(c: &Client, at: &Server) -> Value {
 }
 
 /// Register at A, ask the challenge at A, answer it at B; replaying it anywhere fails.
-fn login_across(c: &Client, a: &Server, b: &Server, admin: &str) {
+pub(super) fn login_across(c: &Client, a: &Server, b: &Server, admin: &str) {
     let key = TestKey::ed();
     assert_eq!(register(c, a, admin, &key, "user").0, 201);
     let (s, dup) = register(c, b, admin, &key, "user");
@@ -120,7 +126,7 @@ fn login_across(c: &Client, a: &Server, b: &Server, admin: &str) {
 }
 
 /// One refresh token presented at A and at B at once: one rotation, and the family ends.
-fn refresh_race(c: &Client, a: &Server, b: &Server, admin: &str) {
+pub(super) fn refresh_race(c: &Client, a: &Server, b: &Server, admin: &str) {
     let key = TestKey::ed();
     assert_eq!(register(c, a, admin, &key, "user").0, 201);
     let (_, ch) = post(

@@ -18,7 +18,7 @@ use super::server::{Server, bootstrap};
 
 /// The `callout` binary of this workspace, built if this test run has not built it yet (a
 /// no-op when it is fresh), in the same profile and target directory as the sidecar.
-fn callout_bin() -> &'static Path {
+pub(super) fn callout_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let sidecar = PathBuf::from(env!("CARGO_BIN_EXE_sidecar"));
@@ -40,7 +40,7 @@ fn callout_bin() -> &'static Path {
 }
 
 /// A running standalone callout; its stderr goes to a file the test can read.
-struct Callout {
+pub(super) struct Callout {
     child: Child,
     log: PathBuf,
 }
@@ -67,7 +67,32 @@ impl Callout {
         Callout { child, log }
     }
 
-    fn log(&self) -> String {
+    /// A callout following the shared store (`--store nats`) as the store's `store` user of
+    /// `docker/nats-callout.conf`, answering on `nats` (comma-separated seeds); its log is
+    /// `dir/<name>.log`.
+    pub(super) fn on_store(dir: &Path, name: &str, nats: &str, store: &str) -> Callout {
+        let log = dir.join(format!("{name}.log"));
+        let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
+        let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
+        let child = Command::new(callout_bin())
+            .args(["--nats-url", nats, "--nats-user", "auth"])
+            .args(["--nats-password", "auth-pw", "--issuer-seed-file", &issuer])
+            .args(["--xkey-seed-file", &curve, "--kick-user", "sys"])
+            .args(["--kick-password", "sys-pw", "--store", "nats"])
+            .args(["--store-nats-url", store, "--store-nats-user", "store"])
+            .args(["--store-nats-password", "store-pw"])
+            .args(["--revocations-stale-after", "5"])
+            .env_remove("SIDECAR_TOKEN")
+            .env_remove("SIDECAR_URL")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Callout { child, log }
+    }
+
+    pub(super) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -81,7 +106,13 @@ impl Drop for Callout {
 
 /// Try connecting until `admitted` says whether one attempt got in, as wanted; panics after
 /// `within` with the callout's log.
-async fn until_connects(url: &str, token: &str, wanted: bool, within: Duration, c: &Callout) {
+pub(super) async fn until_connects(
+    url: &str,
+    token: &str,
+    wanted: bool,
+    within: Duration,
+    c: &Callout,
+) {
     let deadline = Instant::now() + within;
     loop {
         let got = token_client(url, token).await.is_ok();
@@ -188,4 +219,27 @@ async fn a_standalone_callout_follows_the_feed_goes_blind_without_it_and_recover
         &callout,
     )
     .await;
+}
+
+#[test]
+fn a_callout_on_a_store_it_cannot_reach_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = seed_file(dir.path(), "issuer.seed", ISSUER_SEED);
+    let nowhere = format!("nats://127.0.0.1:{}", test_support::free_port());
+    for (store, needle) in [
+        (vec![], "--store-nats-url"),
+        (vec!["--store-nats-url", nowhere.as_str()], "store at"),
+    ] {
+        let out = Command::new(callout_bin())
+            .args(["--nats-url", "nats://127.0.0.1:9", "--nats-user", "auth"])
+            .args(["--nats-password", "x", "--issuer-seed-file", &issuer])
+            .args(["--store", "nats"])
+            .args(&store)
+            .env_remove("STORE_NATS_URL")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{store:?} started: {stderr}");
+        assert!(stderr.contains(needle), "{store:?}: {stderr}");
+    }
 }

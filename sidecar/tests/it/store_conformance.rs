@@ -61,12 +61,14 @@ fn args(kind: StoreKind, dir: &std::path::Path, url: Option<String>) -> StoreArg
         data_dir: dir.join("data"),
         key_encryption_key: None,
         nats: NatsStoreArgs {
-            url,
-            creds: None,
-            user: None,
-            password: None,
+            conn: callout::config::StoreNatsArgs {
+                url,
+                creds: None,
+                user: None,
+                password: None,
+                prefix: "conformance".into(),
+            },
             replicas: 1,
-            prefix: "conformance".into(),
             timeout_ms: 5000,
         },
     }
@@ -421,6 +423,7 @@ fn bans_keys_and_signing_keys(b: &Backend) {
         retired_at: None,
         nonce: "n".into(),
         ciphertext: "c".into(),
+        public_jwk: Some(serde_json::json!({"kid": kid})),
     };
     s.put_signing_key(&sk("k1")).unwrap();
     s.put_signing_key(&sk("k2")).unwrap();

@@ -2,8 +2,9 @@
 //! buckets, `sync_interval: always`, the shipped callout configuration), two sidecars on
 //! `--store nats` seeded with all three, two standalone callouts following the store in one
 //! queue group. Register at A and log in at B; one refresh token at both; a device disabled at
-//! A is cut within a second from B's embedded MQTT broker and from NATS (through the callouts);
-//! a deploy at A is served by B and both callouts within a second. Registrations run at both
+//! A is cut within a second from B's embedded MQTT broker, from NATS and from nats-server's MQTT
+//! listener (those two through the callouts); a deploy at A is served by B and both callouts
+//! within a second (plus the compile this build needs, measured in the run). Registrations run at both
 //! sidecars while one node is killed with SIGKILL: every write a sidecar acknowledged is
 //! readable afterwards from both, both keep writing on the two nodes left, and the node rejoins.
 //! Then sidecar A is killed and B and the callouts serve on.
@@ -28,7 +29,7 @@ const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// One node: the shipped callout configuration (its `STORE` account holds the store) plus
 /// JetStream as the shipped configurations set it, and the cluster.
-fn node_conf(dir: &Path, n: usize, cluster_ports: &[u16]) -> String {
+fn node_conf(dir: &Path, n: usize, cluster_ports: &[u16], mqtt_ports: &[u16]) -> String {
     let routes: Vec<String> = cluster_ports
         .iter()
         .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
@@ -36,18 +37,24 @@ fn node_conf(dir: &Path, n: usize, cluster_ports: &[u16]) -> String {
     format!(
         "{}\nserver_name: n{n}\nmax_payload: 8MB\n\
          jetstream {{ store_dir: \"{}\", sync_interval: always }}\n\
+         mqtt {{ listen: 127.0.0.1:{} }}\n\
          cluster {{ name: broker_auth_test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
         super::nats_callout::nats_config(),
         dir.join(format!("js{n}")).display(),
+        mqtt_ports[n],
         cluster_ports[n],
         routes.join(", ")
     )
 }
 
-/// Three nodes started at once (none is healthy before a quorum exists).
-fn cluster(dir: &Path) -> (Vec<NatsServer>, Vec<String>) {
+/// Three nodes started at once (none is healthy before a quorum exists): the nodes, their
+/// configurations and their MQTT listeners' ports.
+fn cluster(dir: &Path) -> (Vec<NatsServer>, Vec<String>, Vec<u16>) {
     let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let confs: Vec<String> = (0..3).map(|n| node_conf(dir, n, &cluster_ports)).collect();
+    let mqtt_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let confs: Vec<String> = (0..3)
+        .map(|n| node_conf(dir, n, &cluster_ports, &mqtt_ports))
+        .collect();
     let nodes: Vec<NatsServer> = std::thread::scope(|s| {
         let hs: Vec<_> = confs
             .iter()
@@ -55,7 +62,7 @@ fn cluster(dir: &Path) -> (Vec<NatsServer>, Vec<String>) {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    (nodes, confs)
+    (nodes, confs, mqtt_ports)
 }
 
 fn flags(urls: &str) -> Vec<String> {
@@ -144,9 +151,42 @@ fn writer(
 /// Within this of an acknowledgement at A, every enforcement point has it in force.
 const WITHIN: Duration = Duration::from_secs(1);
 
-/// A device registered at A, connected to B's embedded MQTT broker and to NATS through the
-/// callouts, then disabled at A: both connections are cut within a second.
-fn revocation_at_a_cuts_everywhere(c: &Client, a: &Server, b: &Server, admin: &str, nats: &str) {
+/// An MQTT 3.1.1 client (what nats-server's MQTT listener speaks) of nats-server's listener on
+/// `port`, the token as its password; the event loop once the CONNACK accepted it.
+async fn nats_mqtt(port: u16, token: &str) -> rumqttc::EventLoop {
+    let mut o = rumqttc::MqttOptions::new("cluster-nats-mqtt", "127.0.0.1", port);
+    o.set_credentials("device", token);
+    o.set_keep_alive(Duration::from_secs(30));
+    let (_client, mut el) = rumqttc::AsyncClient::new(o, 16);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a)))) => {
+                assert_eq!(a.code, rumqttc::ConnectReturnCode::Success);
+                return el;
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("nats-server's MQTT listener did not admit the device: {other:?}"),
+        }
+    }
+}
+
+/// Poll until the server closes the connection (panics after `within`).
+async fn nats_mqtt_closed(el: &mut rumqttc::EventLoop, within: Duration) {
+    tokio::time::timeout(within, async { while el.poll().await.is_ok() {} })
+        .await
+        .expect("nats-server's MQTT listener kept a revoked device");
+}
+
+/// A device registered at A, connected to B's embedded MQTT broker, to NATS and to
+/// nats-server's MQTT listener (both through the callouts), then disabled at A: every one of
+/// the three connections is cut within a second.
+fn revocation_at_a_cuts_everywhere(
+    c: &Client,
+    (a, b): (&Server, &Server),
+    admin: &str,
+    nats: &str,
+    nats_mqtt_port: u16,
+) {
     let key = TestKey::ed();
     let id = device(c, a, admin, &key);
     let token = login(c, a, &key);
@@ -161,6 +201,7 @@ fn revocation_at_a_cuts_everywhere(c: &Client, a: &Server, b: &Server, admin: &s
     let (nats_client, mut nats_events) = rt
         .block_on(token_client(nats, &token))
         .expect("the callouts admit a token A issued");
+    let mut listener = rt.block_on(nats_mqtt(nats_mqtt_port, &token));
     let t0 = Instant::now();
     let res = c
         .delete(a.url(&format!("/identity/{id}")))
@@ -170,8 +211,18 @@ fn revocation_at_a_cuts_everywhere(c: &Client, a: &Server, b: &Server, admin: &s
     assert!(res.status().is_success(), "{}", res.status());
     rt.block_on(expect_event(&mut nats_events, "disconnected", WITHIN));
     let nats_cut = t0.elapsed();
-    let mqtt_cut = rt.block_on(super::enforcement::mqtt_closed(&mut mqtt_events));
-    eprintln!("cluster: revocation at A cut NATS in {nats_cut:?}, MQTT at B in {mqtt_cut:?}");
+    rt.block_on(nats_mqtt_closed(
+        &mut listener,
+        WITHIN.saturating_sub(t0.elapsed()),
+    ));
+    let listener_cut = t0.elapsed();
+    // Polled after the other two: the time since A acknowledged is what counts.
+    rt.block_on(super::enforcement::mqtt_closed(&mut mqtt_events));
+    let mqtt_cut = t0.elapsed();
+    eprintln!(
+        "cluster: revocation at A cut NATS in {nats_cut:?}, nats-server MQTT in \
+         {listener_cut:?}, MQTT at B in {mqtt_cut:?}"
+    );
     assert!(
         mqtt_cut < WITHIN,
         "B cut the MQTT session {mqtt_cut:?} after A's revocation"
@@ -317,7 +368,7 @@ fn node_killed_under_writes(
 #[test]
 fn three_nodes_two_sidecars_two_callouts() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut nodes, confs) = cluster(dir.path());
+    let (mut nodes, confs, mqtt_ports) = cluster(dir.path());
     let urls: Vec<String> = nodes.iter().map(NatsServer::url).collect();
     let urls = urls.join(",");
     let admin = bootstrap(&dir.path().join("a"), &urls);
@@ -350,7 +401,7 @@ fn three_nodes_two_sidecars_two_callouts() {
 
     super::shared_store::login_across(&c, &a, &b, &admin);
     super::shared_store::refresh_race(&c, &a, &b, &admin);
-    revocation_at_a_cuts_everywhere(&c, &a, &b, &admin, &nats);
+    revocation_at_a_cuts_everywhere(&c, (&a, &b), &admin, &nats, mqtt_ports[0]);
     deploy_at_a_reaches_every_point(&c, &a, &b, &admin, &callouts);
     let _back = node_killed_under_writes(&c, &mut nodes, &confs, [a.clone(), b.clone()], &admin);
 

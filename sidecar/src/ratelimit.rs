@@ -150,6 +150,19 @@ impl RateLimiter {
         }
     }
 
+    /// Replace the bans with the store's (another sidecar banned or lifted one). A lifted
+    /// ban also forgets the address's lockout history, as [`RateLimiter::unban`] does.
+    pub fn set_bans(&self, bans: impl IntoIterator<Item = IpAddr>) {
+        let bans: HashSet<IpAddr> = bans.into_iter().collect();
+        if let Ok(mut inner) = self.inner.lock() {
+            let lifted: Vec<IpAddr> = inner.bans.difference(&bans).copied().collect();
+            for ip in lifted {
+                inner.ips.remove(&ip);
+            }
+            inner.bans = bans;
+        }
+    }
+
     pub fn is_banned(&self, ip: IpAddr) -> bool {
         self.inner
             .lock()
@@ -211,6 +224,14 @@ mod tests {
             Err(Refusal::Banned { new: false })
         );
         r.unban(a);
+        // The store's set replaces this process's: a ban made elsewhere holds here, one lifted
+        // elsewhere no longer does.
+        let b = ip("192.0.2.8");
+        r.set_bans([a, b]);
+        assert!(r.is_banned(a) && r.is_banned(b));
+        r.set_bans([b]);
+        assert!(!r.is_banned(a) && r.is_banned(b));
+        r.set_bans([]);
         r.check(a, "x", now + 10_000_000).unwrap();
         // Bans loaded at start are honoured.
         let r2 = RateLimiter::new(Limits::default(), [a]);

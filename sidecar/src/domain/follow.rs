@@ -1,5 +1,5 @@
 //! Following a shared store: what other sidecars wrote (revocations, signing keys, policy
-//! deploys) is put into force here, within the watch's latency (tens of milliseconds on a
+//! deploys, bans) is put into force here, within the watch's latency (tens of milliseconds on a
 //! LAN), and cuts this process's live MQTT and NATS connections as a local change would. With
 //! sled nothing else writes the store and there is nothing to follow.
 
@@ -30,8 +30,13 @@ async fn apply(state: &AppState, change: StoreChange) -> Result<(), SidecarError
         StoreChange::Revocation(..) => Ok(()),
         StoreChange::SigningKeys => reload_keys(state),
         StoreChange::Policy => reload_policy(state).await,
-        // Bans reach every sidecar at its next start; live propagation is not built yet.
-        StoreChange::Bans => Ok(()),
+        StoreChange::Bans => {
+            let bans = state.store.bans()?;
+            state
+                .limiter
+                .set_bans(bans.into_iter().filter_map(|b| b.ip.parse().ok()));
+            Ok(())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Two real sidecars on one store (`--store nats`, a real nats-server with JetStream): what one
 //! writes the other serves, single-use proofs stay single-use across both, and a revocation,
-//! a key rotation or a policy deploy made at A is in force at B within a second (B cuts its own
+//! a key rotation, a policy deploy or a ban made at A is in force at B within a second (B cuts its own
 //! MQTT session). Then the faults: JetStream gone makes writes 503 (never a false
 //! acknowledgement) while B keeps deciding from memory, and both recover by themselves when it
 //! returns; a store unreachable at start-up stops the process with a clear error.
@@ -238,6 +238,72 @@ fn rotation_and_deploy_reach_b(c: &Client, a: &Server, b: &Server, admin: &str) 
     );
 }
 
+/// The answer to a challenge request from 127.0.0.2 (its own loopback address, so banning it
+/// leaves the admin's 127.0.0.1 alone).
+fn challenge_from_other_ip(at: &Server) -> Option<String> {
+    let c = Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let res = c
+        .post(at.url("/auth/challenge"))
+        .json(&json!({"public_key": TestKey::ed().public()}))
+        .send()
+        .ok()?;
+    let body: Value = res.json().ok()?;
+    Some(body["error"].as_str().unwrap_or("").to_owned())
+}
+
+/// A ban written to the store (as a lockout at another sidecar writes it) holds at B within a
+/// second; lifted at A, B serves the address again within a second.
+fn bans_reach_b(c: &Client, a: &Server, b: &Server, admin: &str, url: &str) {
+    let args = sidecar::config::StoreArgs {
+        kind: sidecar::config::StoreKind::Nats,
+        data_dir: std::path::PathBuf::from("/nonexistent"),
+        key_encryption_key: None,
+        nats: sidecar::config::NatsStoreArgs {
+            conn: callout::config::StoreNatsArgs {
+                url: Some(url.to_owned()),
+                creds: None,
+                user: None,
+                password: None,
+                prefix: "broker_auth".into(),
+            },
+            replicas: 1,
+            timeout_ms: 3000,
+        },
+    };
+    let store = sidecar::store::open(&args).unwrap();
+    // Served (an unknown key's answer), not refused.
+    let served = challenge_from_other_ip(b);
+    assert_eq!(served.as_deref(), Some("UNKNOWN_IDENTITY"));
+    let ban = sidecar::store::BanRecord {
+        ip: "127.0.0.2".into(),
+        since: test_support::unix_now(),
+        reason: "lockouts at another sidecar".into(),
+    };
+    store.put_ban(&ban).unwrap();
+    assert!(
+        wait_until(WITHIN, || challenge_from_other_ip(b).as_deref()
+            == Some("BANNED")),
+        "B ignores a ban in the store: {:?}",
+        challenge_from_other_ip(b)
+    );
+    let res = c
+        .delete(a.url("/admin/bans/127.0.0.2"))
+        .bearer_auth(admin)
+        .send()
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert!(
+        // Not refused as banned (the polling above may have used up its rate-limit window).
+        wait_until(WITHIN, || challenge_from_other_ip(b)
+            .is_some_and(|e| e != "BANNED")),
+        "B keeps a ban lifted at A: {:?}",
+        challenge_from_other_ip(b)
+    );
+}
+
 #[test]
 fn two_sidecars_on_one_jetstream_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -251,6 +317,7 @@ fn two_sidecars_on_one_jetstream_store() {
     refresh_race(&c, &a, &b, &admin);
     revocation_at_a_cuts_mqtt_at_b(&c, &a, &b, &admin);
     rotation_and_deploy_reach_b(&c, &a, &b, &admin);
+    bans_reach_b(&c, &a, &b, &admin, &url);
 
     // JetStream gone: a write is refused with the envelope, never acknowledged.
     let (port, monitor) = (nats.port, nats.monitor_port);

@@ -39,6 +39,8 @@ use crate::service::Stats;
 
 /// How long start-up waits for the store's keys and live policy.
 const FIRST_READ: Duration = Duration::from_secs(10);
+/// How long one freshness check may wait for the stream's info.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a failed watch or consumer waits before it starts again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -411,8 +413,13 @@ async fn check_caught_up(
     let (mut before, mut failing) = (None, false);
     loop {
         tick.tick().await;
-        let last = match stream.info().await {
-            Ok(info) => info.state.last_sequence,
+        // Bounded: a JetStream that does not answer is a failed check, not a stalled loop.
+        let info = tokio::time::timeout(CHECK_TIMEOUT, stream.info()).await;
+        let last = match info
+            .map_err(|_| "no answer".to_owned())
+            .and_then(|r| r.map(|i| i.state.last_sequence).map_err(|e| e.to_string()))
+        {
+            Ok(last) => last,
             Err(e) => {
                 stats.feed_failures.fetch_add(1, Ordering::Relaxed);
                 if !std::mem::replace(&mut failing, true) {

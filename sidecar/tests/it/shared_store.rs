@@ -37,14 +37,14 @@ fn store_flags(url: &str) -> Vec<String> {
     .to_vec()
 }
 
-fn start(data: &Path, url: &str) -> Server {
+pub(super) fn start(data: &Path, url: &str) -> Server {
     let flags = store_flags(url);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Server::start(data, &flags)
 }
 
 /// `sidecar bootstrap` against the shared store; the admin key.
-fn bootstrap(data: &Path, url: &str) -> String {
+pub(super) fn bootstrap(data: &Path, url: &str) -> String {
     let out = Command::new(bin())
         .arg("bootstrap")
         .args(["--data-dir", data.to_str().unwrap()])

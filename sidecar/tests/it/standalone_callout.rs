@@ -243,3 +243,41 @@ fn a_callout_on_a_store_it_cannot_reach_does_not_start() {
         assert!(stderr.contains(needle), "{store:?}: {stderr}");
     }
 }
+
+/// A callout following the store (a JetStream of its own beside the clients' nats-server):
+/// JetStream gone, it refuses once it has been blind for its window, and says why; back, it
+/// admits again without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callout_on_the_store_goes_blind_without_jetstream_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_conf = super::store_conformance::jetstream_conf(dir.path());
+    let mut store = NatsServer::start(&store_conf);
+    let nats = NatsServer::start(&nats_config());
+    let data = dir.path().join("a");
+    let server = tokio::task::block_in_place(|| {
+        super::shared_store::bootstrap(&data, &store.url());
+        super::shared_store::start(&data, &store.url())
+    });
+    let (_device, token) = announce(&reqwest::Client::new(), &server, &TestKey::ed(), 0).await;
+    let callout = Callout::on_store(dir.path(), "callout", &nats.url(), &store.url());
+    until_connects(&nats.url(), &token, true, Duration::from_secs(20), &callout).await;
+
+    let (port, monitor) = (store.port, store.monitor_port);
+    tokio::task::block_in_place(|| store.stop());
+    until_connects(
+        &nats.url(),
+        &token,
+        false,
+        Duration::from_secs(15),
+        &callout,
+    )
+    .await;
+    assert!(
+        callout.log().contains("revocations_stale"),
+        "{}",
+        callout.log()
+    );
+    let _store =
+        tokio::task::block_in_place(|| NatsServer::start_with_ports(&store_conf, port, monitor));
+    until_connects(&nats.url(), &token, true, Duration::from_secs(20), &callout).await;
+}

@@ -16,6 +16,7 @@ use super::{
 /// sled-backed [`Store`].
 pub struct SledStore {
     db: sled::Db,
+    flushes: GroupCommit,
     pub(super) identities: sled::Tree,
     pub(super) keys: sled::Tree,
     pub(super) challenges: sled::Tree,
@@ -96,6 +97,7 @@ impl SledStore {
             policy_versions: tree("policy_versions")?,
             policy_live: tree("policy_live")?,
             db,
+            flushes: GroupCommit::default(),
         })
     }
 
@@ -142,10 +144,32 @@ impl SledStore {
     }
 }
 
+/// One flush at a time, shared by every caller that asked before it started (group commit).
+///
+/// sled 0.34 can deadlock when `flush_async` runs concurrently with itself under writes
+/// (spacejam/sled#1308): with 8 concurrent registrations the sidecar stopped answering within
+/// a second. A caller takes a ticket after its write; the flush that runs covers every ticket
+/// taken before it started, so a caller whose ticket is covered returns without flushing.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    tickets: std::sync::atomic::AtomicU64,
+    /// The highest ticket a finished flush covered.
+    flushed: tokio::sync::Mutex<u64>,
+}
+
 impl Durable for SledStore {
     fn flush(&self) -> StoreFuture<'_, ()> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.flushes.tickets.fetch_add(1, Ordering::AcqRel) + 1;
         Box::pin(async move {
+            let mut flushed = self.flushes.flushed.lock().await;
+            if *flushed >= ticket {
+                return Ok(());
+            }
+            // Every ticket up to here was taken after its write: this flush covers them all.
+            let covers = self.flushes.tickets.load(Ordering::Acquire);
             self.db.flush_async().await.map_err(backend)?;
+            *flushed = covers;
             Ok(())
         })
     }

@@ -6,6 +6,7 @@
 mod app_routes;
 mod broker_routes;
 mod cluster;
+mod concurrent_writes;
 mod conventions;
 mod crash_loop;
 mod device_routes;

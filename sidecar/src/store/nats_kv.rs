@@ -247,17 +247,37 @@ async fn open(args: &NatsStoreArgs, url: &str) -> StoreResult<Conn> {
 /// The bucket, created with `config` when it does not exist yet (two sidecars starting at once
 /// both succeed: creating an identical bucket is idempotent).
 async fn ensure_bucket(js: &jetstream::Context, config: kv::Config) -> StoreResult<kv::Store> {
-    if let Ok(kv) = js.get_key_value(config.bucket.clone()).await {
+    let kv = match js.get_key_value(config.bucket.clone()).await {
+        Ok(kv) => kv,
+        Err(_) => match js.create_key_value(config.clone()).await {
+            Ok(kv) => kv,
+            // Another process may have created it between our two calls.
+            Err(create) => js
+                .get_key_value(config.bucket.clone())
+                .await
+                .map_err(|_| open_error(&config.bucket, create))?,
+        },
+    };
+    read_your_writes(js, kv).await
+}
+
+/// The bucket with direct gets off. A direct get may be answered by a replica that has not
+/// applied the newest write yet, so on R3 a challenge just created was sometimes not found
+/// when it was answered (and a refresh token just rotated read as reused, which revokes its
+/// family): about 10 % of key logins in the store benchmark. Without direct gets, reads go to
+/// the stream leader, which answers with every acknowledged write.
+async fn read_your_writes(js: &jetstream::Context, kv: kv::Store) -> StoreResult<kv::Store> {
+    let mut cfg = kv.stream.cached_info().config.clone();
+    if !cfg.allow_direct {
         return Ok(kv);
     }
-    match js.create_key_value(config.clone()).await {
-        Ok(kv) => Ok(kv),
-        // Another process may have created it between our two calls.
-        Err(create) => js
-            .get_key_value(config.bucket.clone())
-            .await
-            .map_err(|_| open_error(&config.bucket, create)),
-    }
+    cfg.allow_direct = false;
+    js.update_stream(&cfg)
+        .await
+        .map_err(|e| open_error(&kv.name, e))?;
+    js.get_key_value(kv.name.clone())
+        .await
+        .map_err(|e| open_error(&kv.name, e))
 }
 
 impl Conn {

@@ -153,7 +153,7 @@ pub const ERROR_CODES: &[(&str, u16, u16, &str)] = &[
         "STORE_UNAVAILABLE",
         5031,
         503,
-        "the store (NATS JetStream) did not confirm in time; nothing was stored, retry",
+        "the store (NATS JetStream) did not confirm in time; the write was not acknowledged, retry it",
     ),
     (
         "INTERNAL",

@@ -319,6 +319,11 @@ fn two_sidecars_on_one_jetstream_store() {
     rotation_and_deploy_reach_b(&c, &a, &b, &admin);
     bans_reach_b(&c, &a, &b, &admin, &url);
 
+    // A device that logged in before JetStream goes away.
+    let key = TestKey::ed();
+    assert_eq!(register(&c, &a, &admin, &key, "device").0, 201);
+    let token = login(&c, &a, &key);
+
     // JetStream gone: a write is refused with the envelope, never acknowledged.
     let (port, monitor) = (nats.port, nats.monitor_port);
     nats.stop();
@@ -330,6 +335,20 @@ fn two_sidecars_on_one_jetstream_store() {
         "{body}"
     );
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Connects are still decided from memory: B's embedded broker admits the device.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admitted = rt.block_on(super::enforcement::mqtt(
+        b.mqtt_port.unwrap(),
+        "offline-dev",
+        &token,
+    ));
+    assert!(
+        admitted.is_ok(),
+        "B refused a valid device while JetStream was down: {:?}\n{}",
+        admitted.err(),
+        b.log()
+    );
+    drop(admitted);
     // Back on the same ports and files: both sidecars write again without a restart.
     let _nats = NatsServer::start_with_ports(&jetstream_conf(dir.path()), port, monitor);
     for at in [&a, &b] {

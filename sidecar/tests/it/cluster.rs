@@ -21,11 +21,10 @@ use test_support::{NatsServer, free_port, http_get, wait_until};
 
 use super::harness::TestKey;
 use super::mqtt_e2e::login;
-use super::server::{Server, bin};
+use super::server::Server;
+use super::shared_store::KEK;
 use super::shared_store::{metric, post};
 use super::standalone_callout::{Callout, until_connects};
-
-const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
 /// One node: the shipped callout configuration (its `STORE` account holds the store) plus
 /// JetStream as the shipped configurations set it, and the cluster.
@@ -87,25 +86,7 @@ fn flags(urls: &str) -> Vec<String> {
 }
 
 fn bootstrap(data: &Path, urls: &str) -> String {
-    let out = std::process::Command::new(bin())
-        .arg("bootstrap")
-        .args(["--data-dir", data.to_str().unwrap()])
-        .args(flags(urls))
-        .env_remove("KEY_ENCRYPTION_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
+    super::server::bootstrap_with(data, &flags(urls))
 }
 
 fn register(c: &Client, at: &Server, admin: &str, key: &TestKey) -> Option<String> {

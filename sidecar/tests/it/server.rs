@@ -21,8 +21,14 @@ pub fn bin() -> &'static str {
 
 /// `sidecar bootstrap`; returns the admin key (the last line of stdout).
 pub fn bootstrap(data: &Path) -> String {
+    bootstrap_with(data, &[])
+}
+
+/// `sidecar bootstrap` with more flags (a shared store's); the admin key.
+pub fn bootstrap_with(data: &Path, extra: &[String]) -> String {
     let out = Command::new(bin())
         .args(["bootstrap", "--data-dir", data.to_str().unwrap()])
+        .args(extra)
         .env_remove("KEY_ENCRYPTION_KEY")
         .output()
         .unwrap();

@@ -19,7 +19,7 @@ use super::server::{Server, bin};
 use super::store_conformance::jetstream_conf;
 
 /// Base64 of 32 bytes: the master key every sidecar of the fleet shares.
-const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+pub(super) const KEK: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 const WITHIN: Duration = Duration::from_secs(1);
 
 fn store_flags(url: &str) -> Vec<String> {
@@ -45,25 +45,7 @@ pub(super) fn start(data: &Path, url: &str) -> Server {
 
 /// `sidecar bootstrap` against the shared store; the admin key.
 pub(super) fn bootstrap(data: &Path, url: &str) -> String {
-    let out = Command::new(bin())
-        .arg("bootstrap")
-        .args(["--data-dir", data.to_str().unwrap()])
-        .args(store_flags(url))
-        .env_remove("KEY_ENCRYPTION_KEY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
+    super::server::bootstrap_with(data, &store_flags(url))
 }
 
 pub(super) fn post(c: &Client, url: String, bearer: Option<&str>, body: Value) -> (u16, Value) {

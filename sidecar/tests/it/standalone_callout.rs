@@ -46,31 +46,38 @@ pub(super) struct Callout {
 }
 
 impl Callout {
+    /// A callout fed by the sidecar at `sidecar` over HTTP, with `token` for its feed.
     fn start(dir: &Path, nats: &NatsServer, sidecar: &str, token: &str) -> Callout {
-        let log = dir.join("callout.log");
-        let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
-        let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
         let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
-        let child = Command::new(callout_bin())
-            .args(["--nats-url", &nats.url(), "--nats-user", "auth"])
-            .args(["--nats-password", "auth-pw", "--issuer-seed-file", &issuer])
-            .args(["--xkey-seed-file", &curve, "--kick-user", "sys"])
-            .args(["--kick-password", "sys-pw", "--sidecar-url", sidecar])
-            .args(["--sidecar-token", token, "--revocations-stale-after", "2"])
-            .arg("--policies")
-            .arg(policies)
-            .env_remove("SIDECAR_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Callout { child, log }
+        let source = ["--sidecar-url", sidecar, "--sidecar-token", token];
+        let policies = ["--policies", policies.to_str().unwrap()];
+        let window = ["--revocations-stale-after", "2"];
+        Callout::spawn(
+            dir,
+            "callout",
+            &nats.url(),
+            &[&source[..], &policies, &window].concat(),
+        )
     }
 
     /// A callout following the shared store (`--store nats`) as the store's `store` user of
     /// `docker/nats-callout.conf`, answering on `nats` (comma-separated seeds); its log is
     /// `dir/<name>.log`.
     pub(super) fn on_store(dir: &Path, name: &str, nats: &str, store: &str) -> Callout {
+        let source = ["--store", "nats", "--store-nats-url", store];
+        let user = [
+            "--store-nats-user",
+            "store",
+            "--store-nats-password",
+            "store-pw",
+        ];
+        let window = ["--revocations-stale-after", "5"];
+        Callout::spawn(dir, name, nats, &[&source[..], &user, &window].concat())
+    }
+
+    /// The callout with the test seeds and the shipped config's users, on `nats`, learning
+    /// from what `source` says; its stderr in `dir/<name>.log`.
+    fn spawn(dir: &Path, name: &str, nats: &str, source: &[&str]) -> Callout {
         let log = dir.join(format!("{name}.log"));
         let issuer = seed_file(dir, "issuer.seed", ISSUER_SEED);
         let curve = seed_file(dir, "xkey.seed", CURVE_SEED);
@@ -78,10 +85,8 @@ impl Callout {
             .args(["--nats-url", nats, "--nats-user", "auth"])
             .args(["--nats-password", "auth-pw", "--issuer-seed-file", &issuer])
             .args(["--xkey-seed-file", &curve, "--kick-user", "sys"])
-            .args(["--kick-password", "sys-pw", "--store", "nats"])
-            .args(["--store-nats-url", store, "--store-nats-user", "store"])
-            .args(["--store-nats-password", "store-pw"])
-            .args(["--revocations-stale-after", "5"])
+            .args(["--kick-password", "sys-pw"])
+            .args(source)
             .env_remove("SIDECAR_TOKEN")
             .env_remove("SIDECAR_URL")
             .env("RUST_LOG", "info")

@@ -25,8 +25,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use broker_auth::policy::PolicySet;
 use broker_auth::policy::bundle::Bundle;
 use broker_auth::shared_store::{
-    self, POLICY_LIVE, PolicyVersionRecord, RevocationKind, RevocationRecord, SIGNING_KEYS,
-    SigningKeyRecord,
+    self, POLICY_LIVE, PolicyVersionRecord, RevocationRecord, SIGNING_KEYS, SigningKeyRecord,
 };
 use broker_auth::token::{KeySet, Verifier};
 use broker_auth_runtime::{LiveAuth, Runtime, SystemClock};
@@ -327,22 +326,6 @@ async fn follow_policy(state: kv::Store, mut watch: kv::Watch, live: LiveAuth) {
     }
 }
 
-/// Put one feed entry in force.
-pub fn apply(live: &LiveAuth, r: &RevocationRecord) -> Result<(), &'static str> {
-    match r.kind {
-        RevocationKind::Session => live.revoke_session(&r.id, r.until),
-        RevocationKind::Subject => live.revoke_subject(&r.id, r.at, r.until),
-        RevocationKind::Identity => {
-            let attrs = r
-                .attrs
-                .clone()
-                .ok_or("an identity entry without attributes")?;
-            live.update_identity(&r.id, r.at, attrs, r.until);
-        }
-    }
-    Ok(())
-}
-
 /// Apply the stream in order from the entry after `applied`, forever; on any failure start
 /// again from there.
 async fn follow_revocations(
@@ -381,7 +364,7 @@ async fn follow_revocations(
             };
             let done = shared_store::decode::<RevocationRecord>(&m.payload)
                 .map_err(|e| e.to_string())
-                .and_then(|r| apply(&live, &r).map_err(str::to_owned));
+                .and_then(|r| live.apply_revocation(&r).map_err(|e| e.to_string()));
             match done {
                 Ok(()) => applied.store(seq, Ordering::Release),
                 Err(e) => {

@@ -14,9 +14,16 @@ use arc_swap::ArcSwap;
 use broker_auth::decision::{Authorized, ConnectContext, authorize_connect};
 use broker_auth::policy::{PolicySet, PolicySource, SharedPolicy};
 use broker_auth::revocation::{IdentityAttrs, RevocationSet, Revocations, Revoked};
+use broker_auth::shared_store::{RevocationKind, RevocationRecord};
 use broker_auth::token::{KeySet, Verifier, VerifyCache};
 use broker_auth::{Decision, DenyCode, Protocol, UnixTime};
 use tokio::sync::watch;
+
+/// A revocation-feed record that cannot be put in force: an identity change without the
+/// identity's attributes.
+#[derive(Debug, thiserror::Error)]
+#[error("an identity change must carry the identity's attributes")]
+pub struct IncompleteRecord;
 
 /// Which inputs changed how often: watchers compare two generations to see what moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -179,6 +186,20 @@ impl LiveAuth {
             .revocations
             .update_identity(sub, at, attrs, forget_after);
         self.bump(|g| g.revocations += 1);
+    }
+
+    /// Put one revocation-feed record in force, as the shared store holds it (a sidecar's
+    /// own revocations, what it follows from others, a callout following the store).
+    pub fn apply_revocation(&self, rec: &RevocationRecord) -> Result<(), IncompleteRecord> {
+        match (rec.kind, &rec.attrs) {
+            (RevocationKind::Session, _) => self.revoke_session(&rec.id, rec.until),
+            (RevocationKind::Subject, _) => self.revoke_subject(&rec.id, rec.at, rec.until),
+            (RevocationKind::Identity, Some(a)) => {
+                self.update_identity(&rec.id, rec.at, a.clone(), rec.until)
+            }
+            (RevocationKind::Identity, None) => return Err(IncompleteRecord),
+        }
+        Ok(())
     }
 
     /// Drop revocations no live token can match any more.

@@ -12,19 +12,9 @@ pub fn apply(
     auth: &broker_auth_runtime::LiveAuth,
     rec: &RevocationRecord,
 ) -> Result<(), SidecarError> {
-    match (rec.kind, &rec.attrs) {
-        (RevocationKind::Session, _) => auth.revoke_session(&rec.id, rec.until),
-        (RevocationKind::Subject, _) => auth.revoke_subject(&rec.id, rec.at, rec.until),
-        (RevocationKind::Identity, Some(a)) => {
-            auth.update_identity(&rec.id, rec.at, a.clone(), rec.until)
-        }
-        (RevocationKind::Identity, None) => {
-            return Err(SidecarError::internal(
-                "an identity change must carry the identity's attributes",
-            ));
-        }
-    }
-    Ok(())
+    auth.apply_revocation(rec).map_err(|_| {
+        SidecarError::internal("an identity change must carry the identity's attributes")
+    })
 }
 
 async fn record(state: &AppState, rec: RevocationRecord) -> Result<(), SidecarError> {

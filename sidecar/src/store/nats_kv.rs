@@ -455,3 +455,28 @@ impl Durable for NatsKvStore {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::token;
+
+    #[test]
+    fn a_key_token_is_one_subject_token_and_never_shared_by_two_ids() {
+        // Ids as an API caller may send them: subject syntax, the escape itself, empty, unicode.
+        let ids = [
+            "a.b", "a=2Eb", "a=b", "*", ">", "a b", "", "=", "é", "\u{0}", "a_b-C9", "a..b",
+        ];
+        let tokens: Vec<String> = ids.iter().map(|i| token(i)).collect();
+        for (id, t) in ids.iter().zip(&tokens) {
+            assert!(!t.is_empty(), "{id:?}");
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'='),
+                "{id:?} → {t:?} is not one plain subject token"
+            );
+        }
+        let distinct: std::collections::BTreeSet<&String> = tokens.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "{tokens:?}");
+        assert_eq!(token("a_b-C9"), "a_b-C9", "plain ids stay readable");
+    }
+}
